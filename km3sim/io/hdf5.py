@@ -25,7 +25,7 @@ from km3sim.errors import StageFileError
 from km3sim.schema import DATA_MODEL_VERSION, SCHEMAS
 from km3sim.table import Table
 
-__all__ = ["write_stage_file", "read_stage_file", "read_attrs", "file_checksum", "is_complete"]
+__all__ = ["write_stage_file", "read_stage_file", "read_stage_dir", "read_attrs", "file_checksum", "is_complete"]
 
 _COMPRESSION = "lzf"
 
@@ -167,3 +167,16 @@ def is_complete(path: str | os.PathLike, chain_hash: str) -> bool:
     except StageFileError:
         return False
     return attrs.get("chain_hash") == chain_hash and attrs.get("data_model_version") == DATA_MODEL_VERSION
+
+
+def read_stage_dir(directory: str | os.PathLike) -> dict[str, Table]:
+    """All chunk files of one stage directory, concatenated in (run, chunk) order."""
+    files = sorted(Path(directory).glob("run*_chunk*.h5"))
+    if not files:
+        raise StageFileError(f"no stage files in {directory}")
+    parts: dict[str, list[Table]] = {}
+    for f in files:
+        tables, _ = read_stage_file(f)
+        for name, t in tables.items():
+            parts.setdefault(name, []).append(t)
+    return {name: Table.concat(ts, name=name) for name, ts in parts.items()}

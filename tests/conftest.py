@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny detector built in code and a tiny production run once per session."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TINY_STAGES = """\
+stages:
+  - atmospheric_muons: {energy_min_gev: 10, can_margin_m: 100}
+  - muon_propagation: {can_margin_m: 100}
+  - direct_light: {}
+  - pmt_response: {k40_rate_hz: 7000}
+  - trigger: {muon_min_hits: 4, muon_min_doms: 4, road_width_m: 43, dmax_m: 200, tmax_event_ns: 1000}
+  - track_fit: {}
+"""
+
+
+def write_tiny_production(directory: Path, *, chunk_size: int = 16, workers: int = 0, name: str = "tiny",
+                          output: str = "out", extra: str = "") -> Path:
+    """A small but complete production YAML in ``directory`` (3-DU ORCA block, 2 runs)."""
+    text = textwrap.dedent(
+        f"""\
+        name: {name}
+        seed: 4242
+        output: {directory / output}
+        detector: {{builder: orca, n_dus: 3}}
+        site: orca
+        runs:
+          - {{run_id: 7, livetime_s: 2.0}}
+          - {{run_id: 9, livetime_s: 1.5}}
+        livetime_factor: 1
+        chunk_size: {chunk_size}
+        cluster: {{workers: {workers}}}
+        """
+    ) + extra + TINY_STAGES
+    path = directory / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_production(tmp_path_factory):
+    """The tiny production run in-process once; returns (yaml path, RunResult)."""
+    from km3sim.pipeline.config import load_production
+    from km3sim.pipeline.runner import run_production
+
+    d = tmp_path_factory.mktemp("tiny")
+    path = write_tiny_production(d)
+    result = run_production(load_production(path))
+    assert result.ok, result.failed
+    return path, result
+
+
+@pytest.fixture(scope="session")
+def orca7():
+    from km3sim.detector.geometry import build_orca_block
+
+    return build_orca_block(n_dus=7)
