@@ -129,7 +129,7 @@ _HIT_COLUMNS = {
     "pmt_id": _c("i4", "", "global PMT identifier"),
     "time": _c("f8", "ns", "hit time (leading edge), relative to the event time"),
     "tot": _c("u1", "ns", "time over threshold"),
-    "npe": _c("i4", "", "true number of photo-electrons in the hit (0 for pure noise)"),
+    "npe": _c("i4", "", "number of photo-electrons in the hit, background included"),
     "origin": _c("i4", "", "track_id of the signal light, -1 for background"),
 }
 

@@ -1,0 +1,312 @@
+"""Direct Cherenkov light of muon tracks at the PMTs (stage ``direct_light``).
+
+Physics: Frank–Tamm yield (PHYSICS.md §5.1), Bailey refractive index (§5.2), light of
+secondaries as a Rädel–Wiebusch ΔL/L factor (§5.3, arXiv:1206.5530), Jpp absorption lengths
+(§6.1), the KM3NeT 3-inch PMT area, QE and angular acceptance (§7.2) and the Cherenkov
+geometry of §9.1. Scattered light and the angular/longitudinal spread of the light of
+secondaries are not simulated (the secondaries' light is emitted on the Cherenkov cone of the
+muon, as extra direct light).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from km3sim import schema
+from km3sim.constants import ALPHA_EM
+from km3sim.detector.pmt import (
+    ACCEPTANCE_TABLE,
+    ACCEPTANCE_TABLE_COS,
+    PHOTOCATHODE_AREA_M2,
+    quantum_efficiency,
+)
+from km3sim.propagation._light_kernels import expected_direct_npe, simulate_direct_light
+from km3sim.propagation.water import water_for_site
+from km3sim.stage import Site, Stage, StageConfig, StageContext, register_stage
+from km3sim.table import Table
+
+__all__ = [
+    "REFERENCE_WAVELENGTH_NM",
+    "MIN_CLOSEST_APPROACH_M",
+    "frank_tamm_yield",
+    "radel_wiebusch_coefficients",
+    "photon_yield",
+    "DirectLightConfig",
+    "DirectLight",
+]
+
+log = logging.getLogger(__name__)
+
+#: Wavelength at which the Cherenkov angle and the group index (arrival times) are taken [nm]
+#: (near the maximum of QE × transmission; n_ph(470 nm, 240 atm) = 1.3492 ≈ aanet's 1.3499).
+REFERENCE_WAVELENGTH_NM = 470.0
+
+#: Floor of the closest-approach distance [m], about the DOM radius (0.216 m, PHYSICS.md §7.1):
+#: avoids the 1/d_c singularity for tracks through a DOM.
+MIN_CLOSEST_APPROACH_M = 0.2
+
+# Rädel & Wiebusch (arXiv:1206.5530), E_cut = 500 MeV: ΔL/L = λ + κ ln(E/GeV) (PHYSICS.md §5.3)
+_RW_N = np.array([1.30, 1.33, 1.36])
+_RW_LAMBDA = np.array([0.1842, 0.1880, 0.1916])
+_RW_KAPPA = np.array([0.0204, 0.0206, 0.0207])
+
+# photon-yield table: wavelength step [nm]; uniform d_γ grid with at most 0.1 m steps (Y(d) is
+# a smooth sum of exponentials with decay lengths >= 10 m, so linear interpolation on that grid
+# is good to ~1e-5; a uniform grid needs no log/exp per lookup in the kernel)
+_WAVELENGTH_STEP_NM = 0.5
+_YIELD_GRID_STEP_M = 0.1
+_YIELD_GRID_MIN_POINTS = 1024
+# angular acceptance resampled on a uniform cosine grid: its nodes are multiples of 0.05, so
+# linear interpolation on this grid reproduces the table's piecewise-linear A(c) exactly
+_ACCEPTANCE_STEP = 0.05
+
+
+def frank_tamm_yield(wavelength_nm, refractive_index, beta=1.0):
+    """Cherenkov photons per metre of track per nm of wavelength.
+
+    Frank–Tamm (PHYSICS.md §5.1)::
+
+        d²N/dx dλ = (2πα/λ²)·(1 − 1/(β²n²))
+
+    Parameters
+    ----------
+    wavelength_nm : float or array_like
+        Wavelength [nm].
+    refractive_index : float or array_like
+        Phase refractive index n at that wavelength.
+    beta : float
+        Particle speed / c.
+
+    Returns
+    -------
+    float or ndarray
+        Photons / (m · nm); zero below threshold (βn ≤ 1).
+    """
+    lam_m = np.asarray(wavelength_nm, dtype=np.float64) * 1e-9
+    n = np.asarray(refractive_index, dtype=np.float64)
+    factor = np.clip(1.0 - 1.0 / (beta * beta * n * n), 0.0, None)
+    out = 2.0 * math.pi * ALPHA_EM / (lam_m * lam_m) * factor * 1e-9
+    return out if out.ndim else float(out)
+
+
+def radel_wiebusch_coefficients(refractive_index: float) -> tuple[float, float]:
+    """(λ, κ) of the secondaries' extra light ΔL/L = λ + κ ln(E/GeV) for muons.
+
+    Rädel & Wiebusch, arXiv:1206.5530, E_cut = 500 MeV (PHYSICS.md §5.3), interpolated
+    linearly in n (clamped to the table, n = 1.30–1.36).
+    """
+    return (
+        float(np.interp(refractive_index, _RW_N, _RW_LAMBDA)),
+        float(np.interp(refractive_index, _RW_N, _RW_KAPPA)),
+    )
+
+
+def photon_yield(distance_m, water, wavelength_min_nm=300.0, wavelength_max_nm=700.0, step_nm=_WAVELENGTH_STEP_NM):
+    """Detectable Cherenkov photons per metre of track after a path ``distance_m``.
+
+    ``Y(d) = ∫ dλ d²N/dxdλ(λ, n_ph(λ)) · QE(λ) · exp(−d/λ_abs(λ))`` (PHYSICS.md §5.1, §6.1,
+    §7.2) by the trapezoidal rule on a ``step_nm`` grid.
+
+    Parameters
+    ----------
+    distance_m : float or array_like
+        Photon path length d [m].
+    water : km3sim.propagation.water.WaterOptics
+    wavelength_min_nm, wavelength_max_nm, step_nm : float
+        Integration range and step [nm].
+
+    Returns
+    -------
+    float or ndarray
+        Y(d) [photo-electrons per metre of track for unit area and acceptance].
+    """
+    d = np.asarray(distance_m, dtype=np.float64)
+    n_steps = max(2, int(round((wavelength_max_nm - wavelength_min_nm) / step_nm)) + 1)
+    lam = np.linspace(wavelength_min_nm, wavelength_max_nm, n_steps)
+    spectrum = frank_tamm_yield(lam, water.refractive_index_phase(lam)) * quantum_efficiency(lam)
+    labs = water.absorption_length(lam)
+    with np.errstate(divide="ignore"):
+        inv_labs = np.where(labs > 0.0, 1.0 / np.where(labs > 0.0, labs, 1.0), np.inf)
+    att = np.exp(-np.multiply.outer(d.reshape(-1), inv_labs))
+    att[:, ~np.isfinite(inv_labs)] = 0.0
+    y = np.trapezoid(spectrum * att, lam, axis=1).reshape(d.shape)
+    return y if y.ndim else float(y)
+
+
+class DirectLightConfig(StageConfig):
+    """Configuration of :class:`DirectLight`."""
+
+    max_distance_m: float = Field(300.0, gt=0.0, description="maximum photon path d_γ [m]")
+    wavelength_min_nm: float = Field(300.0, gt=0.0, description="lower end of the wavelength integral [nm]")
+    wavelength_max_nm: float = Field(700.0, gt=0.0, description="upper end of the wavelength integral [nm]")
+    absorption_scale: float = Field(1.0, gt=0.0, description="factor on the Jpp absorption lengths")
+    secondaries: bool = Field(True, description="add the Rädel–Wiebusch light of secondaries (ΔL/L)")
+
+    @model_validator(mode="after")
+    def _check_range(self):
+        if self.wavelength_max_nm <= self.wavelength_min_nm:
+            raise ValueError(
+                f"wavelength_max_nm ({self.wavelength_max_nm}) must exceed wavelength_min_nm ({self.wavelength_min_nm})"
+            )
+        return self
+
+
+@register_stage
+class DirectLight(Stage):
+    """Direct (unscattered) Cherenkov light of muon tracks at every usable PMT.
+
+    For every muon (|pdgid| = 13, length > 0; the track runs from ``pos`` along ``dir`` for
+    ``length`` m starting at ``time``) and every usable PMT, the expected number of
+    photo-electrons of a line emitter (PHYSICS.md §5.1, §7.2, §9.1)::
+
+        μ = A_pmt · A(c) · Y(d_γ) / (2π d_c sinθ_c) · (1 + ΔL/L(E))
+
+    — the photon density at distance d_c is (dN/dx)/(2π d_c), and a disk of area A facing the
+    photons intercepts those crossing a cylinder patch of area A/sinθ_c. Y(d_γ) (see
+    :func:`photon_yield`) is tabulated once on a fine uniform grid of d_γ. θ_c and the group index n_g
+    are taken at :data:`REFERENCE_WAVELENGTH_NM` and the site pressure. The number of pe is
+    Poisson(μ) from the event's seed; each pe is one ``mc_hits`` row (npe = 1) at the
+    arrival time t = time + z_emit/c + d_γ·n_g/c of §9.1 (no PMT t0: that is a calibration
+    offset), with ``origin`` = track_id.
+
+    Only usable PMTs (``detector.pmt_usable`` where available, else ``pmt_status_ok``) are
+    illuminated. PMTs farther than ``max_distance_m`` of photon path are skipped: for 1 TeV
+    muons crossing or passing a 115-DU block the light beyond 300 m is 1e-4 (ORCA) and 3e-3
+    (ARCA) of the total.
+
+    Secondaries (δ-rays, pair production, bremsstrahlung) add ΔL/L = λ + κ ln(E/GeV)
+    (Rädel & Wiebusch, arXiv:1206.5530), with E the muon energy at the emission point (energy
+    loss spread uniformly along the track). Their light is put on the muon's Cherenkov cone;
+    scattering and the angular spread of the secondaries' light are not simulated.
+    """
+
+    name = "direct_light"
+    role = "light"
+    consumes = ("mc_tracks",)
+    produces = ("mc_hits",)
+    Config = DirectLightConfig
+
+    def __init__(self, config: DirectLightConfig | None = None, detector=None, site: Site | None = None):
+        super().__init__(config, detector, site)
+        cfg = self.config
+        self.water = water_for_site(self.site, cfg.absorption_scale)
+        self.n_phase = float(self.water.refractive_index_phase(REFERENCE_WAVELENGTH_NM))
+        self.n_group = float(self.water.refractive_index_group(REFERENCE_WAVELENGTH_NM))
+        self.cos_c = 1.0 / self.n_phase
+        self.sin_c = math.sqrt(1.0 - self.cos_c**2)
+        self.tan_c = self.sin_c / self.cos_c
+        self.rw_lambda, self.rw_kappa = radel_wiebusch_coefficients(self.n_phase)
+        d_max = max(cfg.max_distance_m, 1.0) * 1.001
+        n_grid = max(_YIELD_GRID_MIN_POINTS, int(math.ceil(d_max / _YIELD_GRID_STEP_M)) + 1)
+        self._d_grid = np.linspace(0.0, d_max, n_grid)
+        self._yield_table = np.ascontiguousarray(
+            photon_yield(self._d_grid, self.water, cfg.wavelength_min_nm, cfg.wavelength_max_nm)
+        )
+        self._acc_c0 = -1.0
+        n_acc = int(round((1.0 - self._acc_c0) / _ACCEPTANCE_STEP)) + 1
+        acc_grid = np.linspace(self._acc_c0, 1.0, n_acc)
+        self._acc_table = np.ascontiguousarray(
+            np.interp(acc_grid, ACCEPTANCE_TABLE_COS, ACCEPTANCE_TABLE, left=1.0, right=0.0)
+        )
+        self._pmt_cache: tuple | None = None
+        log.debug(
+            "direct_light: n_ph=%.4f n_g=%.4f theta_c=%.2f deg, Y(0)=%.4g pe/m",
+            self.n_phase, self.n_group, math.degrees(math.acos(self.cos_c)), self._yield_table[0],
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def photon_yield(self, distance_m):
+        """Tabulated Y(d_γ) as used by the kernel (interpolated) [pe/m for unit area]."""
+        d = np.asarray(distance_m, dtype=np.float64)
+        out = np.interp(d, self._d_grid, self._yield_table)
+        return out if out.ndim else float(out)
+
+    def _kernel_params(self):
+        cfg = self.config
+        return (
+            self.sin_c, self.tan_c, MIN_CLOSEST_APPROACH_M, cfg.max_distance_m, PHOTOCATHODE_AREA_M2,
+            0.0, float(self._d_grid[1]), self._yield_table, self._acc_c0, _ACCEPTANCE_STEP, self._acc_table,
+            bool(cfg.secondaries), self.rw_lambda, self.rw_kappa,
+        )
+
+    def expected_npe(self, pos, direction, energy, length, pmt_pos, pmt_dir, energy_lost=0.0):
+        """Expected photo-electrons of one track at the given PMTs (no sampling).
+
+        Parameters
+        ----------
+        pos, direction : array_like, shape (3,)
+            Track start [m] and unit direction.
+        energy, length, energy_lost : float
+            Energy at pos [GeV], track length [m], energy lost along it [GeV].
+        pmt_pos, pmt_dir : array_like, shape (n, 3)
+            PMT positions [m] and axes.
+
+        Returns
+        -------
+        mu, z_emit, d_gamma : ndarray (n,)
+            Expected pe, emission point along the track [m] and photon path [m] (NaN where
+            the PMT is beyond ``max_distance_m`` of the track line).
+        """
+        (sin_c, tan_c, d_floor, max_d, area, d0, dd, ytab, c0, dc, atab, sec, rwl, rwk) = self._kernel_params()
+        return expected_direct_npe(
+            np.asarray(pos, dtype=np.float64), np.asarray(direction, dtype=np.float64),
+            float(energy), float(energy_lost), float(length),
+            np.ascontiguousarray(np.atleast_2d(pmt_pos), dtype=np.float64),
+            np.ascontiguousarray(np.atleast_2d(pmt_dir), dtype=np.float64),
+            sin_c, tan_c, d_floor, max_d, area, d0, dd, ytab, c0, dc, atab, sec, rwl, rwk,
+        )
+
+    def _pmts(self, detector):
+        if self._pmt_cache is not None and self._pmt_cache[0] is detector:
+            return self._pmt_cache[1:]
+        usable = np.asarray(getattr(detector, "pmt_usable", detector.pmt_status_ok), dtype=bool)
+        index = np.flatnonzero(usable).astype(np.int64)
+        pos = np.ascontiguousarray(detector.pmt_pos[index], dtype=np.float64)
+        dirs = np.ascontiguousarray(detector.pmt_dir[index], dtype=np.float64)
+        self._pmt_cache = (detector, index, pos, dirs)
+        return index, pos, dirs
+
+    # ------------------------------------------------------------------ stage
+    def process(self, tables: dict[str, Table], ctx: StageContext) -> dict[str, Table]:
+        detector = self.detector if self.detector is not None else ctx.detector
+        tracks = tables["mc_tracks"]
+        sel = (np.abs(tracks["pdgid"]) == 13) & (tracks["length"] > 0.0)
+        muons = tracks[sel].sort(("event_id", "track_id"))
+        if len(muons) == 0:
+            return {"mc_hits": schema.empty_table("mc_hits")}
+        event_ids, offsets = muons.offsets()
+        seeds = ctx.seeds(event_ids)
+        pmt_index, pmt_pos, pmt_dir = self._pmts(detector)
+        track_pos = np.ascontiguousarray(np.column_stack([muons["pos_x"], muons["pos_y"], muons["pos_z"]]), dtype=np.float64)
+        track_dir = np.column_stack([muons["dir_x"], muons["dir_y"], muons["dir_z"]]).astype(np.float64)
+        track_dir /= np.linalg.norm(track_dir, axis=1)[:, None]
+        track_dir = np.ascontiguousarray(track_dir)
+        (sin_c, tan_c, d_floor, max_d, area, d0, dd, ytab, c0, dc, atab, sec, rwl, rwk) = self._kernel_params()
+        ev_idx, pmt_idx, time, origin = simulate_direct_light(
+            seeds, offsets, track_pos, track_dir,
+            np.ascontiguousarray(muons["time"], dtype=np.float64),
+            np.ascontiguousarray(muons["length"], dtype=np.float64),
+            np.ascontiguousarray(muons["energy"], dtype=np.float64),
+            np.ascontiguousarray(muons["energy_lost_in_can"], dtype=np.float64),
+            np.ascontiguousarray(muons["track_id"], dtype=np.int64),
+            pmt_index, pmt_pos, pmt_dir,
+            sin_c, tan_c, self.n_group, d_floor, max_d, area, d0, dd, ytab, c0, dc, atab, sec, rwl, rwk,
+        )
+        n = len(time)
+        hits = schema.make_table(
+            "mc_hits",
+            event_id=event_ids[ev_idx],
+            pmt_id=detector.pmt_id[pmt_idx],
+            dom_id=detector.pmt_dom_id[pmt_idx],
+            channel_id=detector.pmt_channel[pmt_idx],
+            time=time,
+            npe=np.ones(n, dtype=np.int32),
+            origin=origin,
+        )
+        order = np.lexsort((hits["pmt_id"], hits["time"], hits["event_id"]))
+        log.debug("direct_light: %d muon tracks in %d events -> %d pe", len(muons), len(event_ids), n)
+        return {"mc_hits": hits[order]}
