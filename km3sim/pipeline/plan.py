@@ -111,6 +111,7 @@ def detector_file_for(prod: Production, detector: Detector, write: bool = True) 
     path = Path(prod.output) / "detector" / f"{prod.detector.builder}_{prod.detector.n_dus}du.detx"
     if write:
         if not path.is_file() or read_detector(path).content_hash() != detector.content_hash():
+            path.parent.mkdir(parents=True, exist_ok=True)
             write_detx(detector, path)
     return path
 
