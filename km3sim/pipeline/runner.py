@@ -123,8 +123,19 @@ def _record_failure(output: Path, task: Task, exc: BaseException, tb: str) -> di
     return entry
 
 
+def _quiet_dask_logging() -> None:
+    # distributed sets its loggers to INFO when imported; keep shutdown chatter out of the CLI
+    if logging.getLogger("km3sim").getEffectiveLevel() <= logging.INFO:
+        return
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("distributed", "tornado")):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _client(workers: int, scheduler: str | None, memory_limit: str):
     from distributed import Client, LocalCluster
+
+    _quiet_dask_logging()
 
     if scheduler:
         return Client(scheduler), None
