@@ -50,6 +50,13 @@ def main() -> None:
     for stage, (cpu, n, rows) in per_stage.items():
         rate = n / cpu if cpu > 0 else float("inf")
         print(f"{stage:<20}{cpu:9.2f}{rate:12.0f}  " + ", ".join(f"{k} {v}" for k, v in rows.items()))
+    cpu_fit = per_stage["track_fit"][0] if "track_fit" in per_stage else 0.0
+    if cpu_fit > 0:
+        print(f"track_fit on triggered events only: {summary['triggered'] / cpu_fit:.0f} fitted events/s")
+    cpu_det = per_stage["pmt_response"][0] if "pmt_response" in per_stage else 0.0
+    if cpu_det > 0:
+        print(f"pmt_response: {per_stage['pmt_response'][2]['hits'] / cpu_det / 1e6:.2f} M hits/s written (K40 dominated); "
+              f"trigger: {per_stage['pmt_response'][2]['hits'] / per_stage['trigger'][0] / 1e6:.2f} M L0 hits/s read")
 
 
 if __name__ == "__main__":

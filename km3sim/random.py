@@ -144,17 +144,18 @@ def rng_poisson(s, lam):
     if lam <= 0.0:
         return 0
     if lam < 10.0:
-        u = rng_uniform(s)
-        k = 0
-        p = math.exp(-lam)
-        c = p
-        while u > c:
-            k += 1
-            p *= lam / k
-            c += p
-            if k > 1000:
-                break
-        return k
+        while True:
+            u = rng_uniform(s)
+            k = 0
+            p = math.exp(-lam)
+            c = p
+            while u > c and p > 1e-300:
+                k += 1
+                p *= lam / k
+                c += p
+            if u <= c:
+                return k
+            # rounding left the summed pmf below u (probability ~1e-16): draw again
     slam = math.sqrt(lam)
     loglam = math.log(lam)
     b = 0.931 + 2.53 * slam

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
-from km3sim.constants import DENSITY_ROCK, DENSITY_SEA_WATER
+from km3sim.constants import C_LIGHT, DENSITY_ROCK, DENSITY_SEA_WATER
 from km3sim.errors import StageError
 from km3sim.generators.can import Can, can_from_detector
 from km3sim.propagation import _muon_kernels as K
@@ -120,7 +120,9 @@ class MuonPropagation(Stage):
     For every muon (|pdgid| = 13) of ``mc_tracks``: ``length`` = path inside the can from its
     position (or from where it enters the can, if it starts outside), cut at its range;
     ``energy_lost_in_can`` = energy at the start of that path minus energy at its end (all of
-    it if the muon stops). Other particles pass unchanged. Deterministic.
+    it if the muon stops). A muon that starts outside the can and reaches it is moved to its
+    entry point (``pos``, ``time`` and ``energy`` there), so that ``pos + length * dir`` is the
+    in-can segment. Other particles pass unchanged. Deterministic.
     """
 
     name = "muon_propagation"
@@ -166,6 +168,20 @@ class MuonPropagation(Stage):
             )
             length[mu] = ln
             lost[mu] = el
+            # a muon that starts outside the can and reaches it: the track now starts at the
+            # entry point, so that later stages (light) see the in-can segment
+            idx = np.flatnonzero(mu)
+            e_entry = energy_after(cols["energy"][mu], s_in, self.loss_table)
+            moved = hit & (s_in > 1e-6) & (e_entry > 0.0)  # 1 µm: muons generated on the surface stay put
+            if moved.any():
+                rows, step = idx[moved], s_in[moved]
+                for axis in "xyz":
+                    cols[f"pos_{axis}"] = cols[f"pos_{axis}"].copy()
+                    cols[f"pos_{axis}"][rows] += step * cols[f"dir_{axis}"][rows]
+                cols["time"] = cols["time"].copy()
+                cols["time"][rows] += step / C_LIGHT
+                cols["energy"] = cols["energy"].copy()
+                cols["energy"][rows] = e_entry[moved]
         cols["length"] = length
         cols["energy_lost_in_can"] = lost
         return {"mc_tracks": Table(cols, name="mc_tracks")}

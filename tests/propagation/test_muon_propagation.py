@@ -227,3 +227,42 @@ def test_hand_made_tracks(prop, detector, site):
     assert out["energy_lost_in_can"][3] == 0.8
     assert out["length"][4] == 5.0 and out["energy_lost_in_can"][4] == 1.0
     assert out["length"][5] == pytest.approx(can.radius)
+
+
+def test_muon_starting_outside_the_can_is_moved_to_its_entry_point():
+    """Generator can larger than the propagation can: the in-can segment starts at the entry."""
+    import numpy as np
+
+    from km3sim.constants import C_LIGHT
+    from km3sim.detector.geometry import build_orca_block
+    from km3sim.generators.muons import AtmosphericMuonGenerator
+    from km3sim.propagation.muons import MuonPropagation, energy_after
+    from km3sim.stage import StageContext
+
+    det = build_orca_block(n_dus=7)
+    gen = AtmosphericMuonGenerator(AtmosphericMuonGenerator.Config(can_margin_m=200), detector=det)
+    prop = MuonPropagation(MuonPropagation.Config(can_margin_m=50), detector=det)
+    ids = np.arange(400, dtype=np.int64)
+    ctx = StageContext(seed=3, run_id=1, chunk=0, stage_name="atmospheric_muons", event_ids=ids,
+                       livetime_s=1.0, n_events_run=400, detector=det)
+    generated = gen.run({}, ctx)
+    ctx.stage_name = "muon_propagation"
+    out = prop.run(generated, ctx)["mc_tracks"]
+    before = generated["mc_tracks"]
+    pos0 = np.column_stack([before[f"pos_{a}"] for a in "xyz"])
+    pos1 = np.column_stack([out[f"pos_{a}"] for a in "xyz"])
+    dirs = np.column_stack([before[f"dir_{a}"] for a in "xyz"])
+    step = np.einsum("ij,ij->i", pos1 - pos0, dirs)
+    moved = step > 0
+    assert 20 < moved.sum() < 400  # muons of the big can that reach the small one start outside it
+    # moved along the track, time and energy consistent with the step
+    assert np.allclose(pos1[moved], pos0[moved] + step[moved, None] * dirs[moved], atol=1e-9)
+    assert np.allclose(out["time"][moved], step[moved] / C_LIGHT)
+    assert np.allclose(out["energy"][moved], energy_after(before["energy"][moved], step[moved]))
+    # the segment pos .. pos + length*dir lies in the small can
+    can = prop.can
+    inside = out["length"] > 0
+    for frac in (0.0, 0.5, 1.0):
+        p = pos1[inside] + (frac * out["length"][inside])[:, None] * dirs[inside]
+        r = np.hypot(p[:, 0] - can.x, p[:, 1] - can.y)
+        assert np.all(r <= can.radius + 1e-6) and np.all(p[:, 2] >= can.zmin - 1e-6) and np.all(p[:, 2] <= can.zmax + 1e-6)

@@ -380,7 +380,8 @@ def test_factory_limit_sets_bit_31(det):
     assert te["trigger_mask"].tolist() == [MUON_MASK | FACTORY_MASK]
     assert np.all(out["snapshot_hits"]["trigger_mask"] == MUON_MASK | FACTORY_MASK)
     out = Trigger3DMuon(preset("orca6", factory_limit=13), detector=det).run({"hits": hits}, _ctx(det, [3]))
-    assert len(out["triggered_events"]) == 0 or not (out["triggered_events"]["trigger_mask"][0] & FACTORY_MASK)
+    # below the limit the same hits still form a causal 3DMuon cluster on this compact block
+    assert out["triggered_events"]["trigger_mask"].tolist() == [MUON_MASK]
 
 
 def _n_l1_in_window(det, cols, cfg, window):
