@@ -127,3 +127,20 @@ def test_failure_is_recorded_and_dependent_tasks_not_run(tmp_path, monkeypatch):
     assert "simulated crash" in (Path(prod.output) / "failures.jsonl").read_text()
     assert not list((Path(prod.output)).glob("pmt_response/*.h5"))
     assert not list(Path(prod.output).rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_existing_scheduler_gives_the_same_events(tiny_production, tmp_path):
+    """``--scheduler ADDRESS``: an existing dask cluster runs the production, same event data."""
+    from distributed import LocalCluster
+
+    from km3sim.cli import main
+
+    path, _ = tiny_production
+    reference = _all_tables(Path(load_production(path).output))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        out = tmp_path / "sched"
+        assert main(["run", str(path), "--scheduler", cluster.scheduler_address, "--output", str(out)]) == 0
+        other = _all_tables(out)
+    for key, table in reference.items():
+        assert other[key].equals(table), key

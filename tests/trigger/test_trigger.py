@@ -14,6 +14,7 @@ from km3sim.schema import make_table
 from km3sim.stage import StageContext, get_stage
 from km3sim.table import Table
 from km3sim.trigger import _kernels as K
+from tests.synthetic import muon_hit_pmts
 from km3sim.trigger.trigger import (
     TRIGGER_PRESETS,
     Trigger3DMuon,
@@ -43,29 +44,6 @@ def _ctx(det, event_ids):
         seed=1, run_id=1, chunk=0, stage_name="trigger", event_ids=np.asarray(event_ids, dtype=np.int64),
         livetime_s=1.0, n_events_run=len(event_ids), detector=det,
     )
-
-
-def muon_hit_pmts(det, p, u, t0, rng, jitter_ns=2.0, max_dist_m=30.0, per_dom=2):
-    """PMT indices and times of direct Cherenkov hits of a muon (p, u, t0).
-
-    Every DOM within ``max_dist_m`` of the track gets ``per_dom`` hits on the PMTs facing the
-    photon best, at the §9.1 expected time plus Gaussian jitter.
-    """
-    V = det.pmt_pos - p
-    L = V @ u
-    d = np.sqrt(np.maximum((V * V).sum(axis=1) - L * L, 0.0))
-    t_exp = t0 + (L - d / C.TAN_CHERENKOV + d * C.INDEX_OF_REFRACTION_GROUP / C.SIN_CHERENKOV) / C.C_LIGHT
-    z_emit = L - d / C.TAN_CHERENKOV
-    photon = V - z_emit[:, None] * u
-    photon /= np.linalg.norm(photon, axis=1)[:, None]
-    facing = -(photon * det.pmt_dir).sum(axis=1)
-    rows = []
-    for sl in det.pmt_index_of_dom():
-        idx = np.arange(sl.start, sl.stop)
-        if d[idx[0]] <= max_dist_m:
-            rows.extend(idx[np.argsort(-facing[idx], kind="stable")[:per_dom]].tolist())
-    rows = np.asarray(rows, dtype=np.int64)
-    return rows, t_exp[rows] + rng.normal(0.0, jitter_ns, len(rows))
 
 
 def k40_pmts(det, rng, window_ns, rate_hz=7000.0, coinc_hz=570.0, coinc_sigma_ns=3.5):
