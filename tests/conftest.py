@@ -59,3 +59,17 @@ def orca7():
     from km3sim.detector.geometry import build_orca_block
 
     return build_orca_block(n_dus=7)
+
+
+@pytest.fixture(scope="module")
+def detector(orca7):
+    """The 7-DU ORCA block (modules may override with their own detector)."""
+    return orca7
+
+
+@pytest.fixture(scope="module")
+def site():
+    """The default site (ORCA)."""
+    from km3sim.stage import Site
+
+    return Site()

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from km3sim.detector.geometry import build_orca_block
 from km3sim.errors import ConfigError, StageError
 from km3sim.generators import _kernels as K
 from km3sim.generators.muons import (
@@ -25,16 +24,6 @@ from km3sim.table import Table
 # zenith test; a 5 % tilt across log(E) gives p ~ 3e-3 in the energy test (most muons are
 # near threshold), so the energy test catches errors of the spectral shape of ~ 5 % or more.
 P_MIN = 1e-3
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return build_orca_block(n_dus=7)
-
-
-@pytest.fixture(scope="module")
-def site():
-    return Site()
 
 
 @pytest.fixture(scope="module")

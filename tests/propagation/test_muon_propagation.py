@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 
-from km3sim.detector.geometry import build_orca_block
 from km3sim.errors import StageError
 from km3sim.generators.muons import AtmosphericMuonGenerator
 from km3sim.propagation.muons import (
@@ -16,20 +15,10 @@ from km3sim.propagation.muons import (
     muon_range,
 )
 from km3sim.schema import make_table
-from km3sim.stage import Site, StageContext, get_stage
+from km3sim.stage import StageContext, get_stage
 from km3sim.table import Table
 
 RHO = 1.038
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return build_orca_block(n_dus=7)
-
-
-@pytest.fixture(scope="module")
-def site():
-    return Site()
 
 
 @pytest.fixture(scope="module")
