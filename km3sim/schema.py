@@ -25,7 +25,7 @@ __all__ = [
     "validate_table",
 ]
 
-DATA_MODEL_VERSION = "1.0"
+DATA_MODEL_VERSION = "1.1"
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Column:
     dtype: str
     unit: str
     description: str
+    default: object = None  # value make_table fills in when the column is not given (None: required)
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,8 @@ class TableSchema:
     per_event: bool = field(default=False)  # exactly one row per event
 
 
-def _c(dtype, unit, description):
-    return Column(np.dtype(dtype).str, unit, description)
+def _c(dtype, unit, description, default=None):
+    return Column(np.dtype(dtype).str, unit, description, default)
 
 
 _POS_DIR = {
@@ -71,16 +72,21 @@ def _register(schema: TableSchema) -> None:
 _register(
     TableSchema(
         "events",
-        "One row per generated event: generation information and weight inputs.",
+        "One row per generated event: the primary, generation information and weight inputs.",
         {
             "event_id": _c("i8", "", "event identifier, unique in a production"),
             "run_id": _c("i4", "", "run the event belongs to"),
             "mc_time": _c("f8", "ns", "time of the event since the start of the run"),
-            "n_muons": _c("i4", "", "number of muons reaching the can (multiplicity)"),
-            "energy": _c("f8", "GeV", "energy of the primary at the can (sum over muons)"),
+            "pdgid": _c("i4", "", "PDG code of the primary: neutrino, nucleus (100ZZZAAA0), muon, or 81 for a MUPAGE muon bundle"),
+            "n_muons": _c("i4", "", "number of muons of the event at the can (bundle multiplicity)"),
+            "energy": _c("f8", "GeV", "energy of the primary: neutrino or cosmic-ray energy; for a bundle the sum of its muon energies at the can"),
             **_POS_DIR,
-            "livetime_s": _c("f8", "s", "livetime of the simulated sample the event belongs to"),
-            "weight_w3": _c("f8", "1/s", "rate weight: events of the sample per second of livetime each event stands for (1/livetime_s)"),
+            "is_cc": _c("i4", "", "neutrino interaction: 1 charged current, 0 neutral current, -1 not a neutrino interaction", -1),
+            "bjorken_y": _c("f8", "", "inelasticity y of the neutrino interaction (NaN if none)", np.nan),
+            "n_gen": _c("i8", "", "number of primaries generated for the sample (the run) the event belongs to"),
+            "livetime_s": _c("f8", "s", "livetime of the sample (the run) the event belongs to"),
+            "weight_w2": _c("f8", "GeV m2 sr", "generation weight (gSeaGen w2; cosmic rays: the same without cross section); NaN if the generator has none", np.nan),
+            "weight_w3": _c("f8", "1/s", "rate this event stands for in its own sample: 1/livetime_s for MUPAGE, w2 x reference flux / n_gen otherwise (NaN without a reference flux); recompute after merging with km3sim.weights", np.nan),
         },
         per_event=True,
     )
@@ -194,19 +200,28 @@ _register(
 def make_table(name: str, **columns) -> Table:
     """Build table ``name`` from arrays, casting each to its schema dtype.
 
+    Columns with a schema default (e.g. ``events.bjorken_y``) may be left out; they are filled
+    with the default, broadcast to the length of the other columns.
+
     Raises
     ------
     StageError
-        If a column is missing, unknown, or cannot be cast without loss of kind.
+        If a required column is missing, a column is unknown, or cannot be cast without loss
+        of kind.
     """
     schema = SCHEMAS[name]
-    missing = [c for c in schema.columns if c not in columns]
+    missing = [c for c, col in schema.columns.items() if c not in columns and col.default is None]
     extra = [c for c in columns if c not in schema.columns]
     if missing or extra:
         raise StageError(f"table {name!r}: missing columns {missing}, unknown columns {extra}")
+    n = None
+    for key in schema.columns:
+        if key in columns:
+            n = len(np.atleast_1d(columns[key]))
+            break
     out = {}
     for key, col in schema.columns.items():
-        arr = np.asarray(columns[key])
+        arr = np.asarray(columns[key]) if key in columns else np.full(n or 0, col.default)
         try:
             out[key] = arr.astype(col.dtype, casting="same_kind", copy=False)
         except TypeError as exc:

@@ -130,6 +130,18 @@ class Stage:
             checked[tname] = table
         return checked
 
+    def header(self) -> dict:
+        """Generation parameters of this stage, stored with every output file (attribute
+        ``header``): e.g. the can, the generation volume, spectra and rates. JSON-serialisable.
+        Stages that have none return ``{}``."""
+        return {}
+
+    @classmethod
+    def input_files(cls, config: StageConfig) -> list[str]:
+        """Files a stage reads besides its input tables (generator files); their checksums
+        enter the chain hash, so a changed file is simulated anew."""
+        return []
+
     # generators override this; it is called once per run at planning time
     @classmethod
     def plan_events(cls, config: StageConfig, detector: "Detector", site: Site, livetime_s: float, seed: int, run_id: int) -> int:

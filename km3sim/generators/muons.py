@@ -319,6 +319,17 @@ class AtmosphericMuonGenerator(Stage):
         """Expected CDF of the energy of the generated muons (all zeniths and entry points)."""
         return np.array([1.0 - self.rate_above(e) / self.rate_hz for e in np.atleast_1d(energy_gev)])
 
+    def header(self) -> dict:
+        self._require_setup()
+        c = self.can
+        return {
+            "generator": "km3sim MUPAGE single muons",
+            "can": {"x": c.x, "y": c.y, "zmin": c.zmin, "zmax": c.zmax, "r": c.radius},
+            "rate_hz": self.rate_hz,
+            "seabed_depth_m": self._depth,
+            "water_density_g_cm3": self._rho,
+        }
+
     # --------------------------------------------------------------------------- planning
     @classmethod
     def plan_events(cls, config, detector, site, livetime_s, seed, run_id) -> int:
@@ -379,6 +390,7 @@ class AtmosphericMuonGenerator(Stage):
             event_id=ids,
             run_id=np.full(n, ctx.run_id, dtype=np.int32),
             mc_time=time,
+            pdgid=np.full(n, 81, dtype=np.int32),
             n_muons=np.ones(n, dtype=np.int32),
             energy=energy,
             pos_x=px,
@@ -387,7 +399,11 @@ class AtmosphericMuonGenerator(Stage):
             dir_x=dx,
             dir_y=dy,
             dir_z=dz,
+            is_cc=np.full(n, -1, dtype=np.int32),
+            bjorken_y=np.full(n, np.nan),
+            n_gen=np.full(n, ctx.n_events_run, dtype=np.int64),
             livetime_s=np.full(n, livetime),
+            weight_w2=np.full(n, np.nan),
             weight_w3=np.full(n, 1.0 / livetime if livetime > 0 else 0.0),
         )
         tracks = make_table(

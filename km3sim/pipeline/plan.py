@@ -19,6 +19,7 @@ import numpy as np
 from km3sim import __version__
 from km3sim.detector.geometry import Detector, build_arca_block, build_orca_block
 from km3sim.io.detx import read_detector, write_detx
+from km3sim.io.hdf5 import file_checksum
 from km3sim.pipeline.config import Production, config_hash
 from km3sim.schema import DATA_MODEL_VERSION
 from km3sim.stage import get_stage
@@ -133,6 +134,9 @@ def plan_production(prod: Production, write_detector: bool = True) -> Plan:
     plan = Plan(production=prod, detector_file=det_file)
     site_dict = site.model_dump()
     configs = [s.config.model_dump(mode="json") for s in specs]
+    inputs = [
+        {str(f): file_checksum(f) for f in get_stage(s.name).input_files(s.config)} for s in specs
+    ]
 
     for run in prod.run_list():
         livetime = run.livetime_s * prod.livetime_factor
@@ -154,6 +158,7 @@ def plan_production(prod: Production, write_detector: bool = True) -> Plan:
                     {
                         "stage": spec.name,
                         "config": configs[k],
+                        "inputs": inputs[k],
                         "seed": prod.seed,
                         "run": run.run_id,
                         "first": first,

@@ -89,6 +89,7 @@ def execute_task(task: Task, *_dependencies) -> dict:
         "detector_hash": task.detector_hash,
         "site": task.site,
         "parents": [{"table": t, "file": p, "chain_hash": read_attrs(p).get("chain_hash")} for t, p in task.parents],
+        "header": stage.header(),
         "table_rows": {k: len(v) for k, v in result.items()},
         "cpu_time_s": cpu,
         "wall_time_s": wall,

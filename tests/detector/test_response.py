@@ -33,7 +33,7 @@ def make_events(event_ids):
     n = len(ev)
     z = np.zeros(n)
     return schema.make_table(
-        "events", event_id=ev, run_id=np.ones(n, dtype=np.int32), mc_time=z, n_muons=np.ones(n, dtype=np.int32),
+        "events", event_id=ev, run_id=np.ones(n, dtype=np.int32), mc_time=z, pdgid=np.full(n, 13), n_gen=np.full(n, n), n_muons=np.ones(n, dtype=np.int32),
         energy=z, pos_x=z, pos_y=z, pos_z=z, dir_x=z, dir_y=z, dir_z=z - 1, livetime_s=z + 1, weight_w3=z + 1,
     )
 

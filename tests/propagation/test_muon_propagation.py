@@ -201,6 +201,8 @@ def test_hand_made_tracks(prop, detector, site):
         event_id=np.arange(6),
         run_id=np.zeros(6, np.int32),
         n_muons=np.ones(6, np.int32),
+        pdgid=np.full(6, 13),
+        n_gen=np.full(6, 6),
         livetime_s=np.ones(6),
         weight_w3=np.ones(6),
     )
