@@ -171,6 +171,10 @@ def _load_builtin_stages() -> None:
 
     for mod in (
         "km3sim.generators.muons",
+        "km3sim.generators.neutrinos",
+        "km3sim.generators.air_showers",
+        "km3sim.generators.corsika",
+        "km3sim.generators.files",
         "km3sim.propagation.muons",
         "km3sim.propagation.light",
         "km3sim.detector.response",
