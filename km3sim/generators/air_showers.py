@@ -19,7 +19,11 @@ Each event is one cosmic-ray nucleus whose shower axis crosses the can. Physics 
 Generation (per event, from its own seed)
 -----------------------------------------
 1. Nucleus group g with fixed probability f_g (config ``group_fractions``).
-2. Energy per nucleus E0 from E^-gamma_gen on [E_min, E_max].
+2. Energy per nucleus E0 from E^-gamma_gen on [E_min, E_max], drawn after steps 3-5: with
+   ``energy_sampling: above_threshold`` (default) on [max(E_min, A E_thr), E_max] instead,
+   E_thr being the surface muon energy needed to reach the impact point (step 5). Below
+   A E_thr the Elbert yield is exactly zero, so this wastes no events on primaries that
+   cannot send a muon to the can, and the weight carries the per-event I_E of that band.
 3. Arrival direction: azimuth uniform; cos(theta) on [cos_zenith_min, 1] either as an
    isotropic flux crossing the can, density ∝ S(theta) = pi r^2 cos(theta) + 2 r H sin(theta)
    (``zenith_sampling: isotropic_flux``, default), or uniform (``uniform_cos``).
@@ -364,6 +368,7 @@ def simulate_air_showers(
     lateral,
     r_max,
     frac_plus,
+    truncate,
 ):
     """Draw air-shower events from per-event seeds (see the module docstring for the steps).
 
@@ -378,12 +383,16 @@ def simulate_air_showers(
         Elbert (K, p1, p2, p3) of the conventional and prompt families.
     lateral : bool
         Spread the muons of bundles with the MUPAGE dN/dR.
+    truncate : bool
+        Draw the primary energy above A x E_thr of the event's impact point (``energy_sampling:
+        above_threshold``); the event's energy integral I_E is returned per event.
 
     Returns
     -------
     ev : tuple
         group index, energy, cos zenith, dir (n, 3), pos (n, 3), lambda, P(N >= 1), number of
-        muons drawn, number kept, a uniform number for the event time.
+        muons drawn, number kept, a uniform number for the event time, the energy integral
+        I_E = int E^-gamma dE over the band the energy was drawn from.
     mu : tuple
         event index, pdgid, pos (m, 3), energy at pos, time [ns], surface energy.
     """
@@ -399,6 +408,7 @@ def simulate_air_showers(
     ev_ndrawn = np.zeros(n, dtype=np.int64)
     ev_nkept = np.zeros(n, dtype=np.int64)
     ev_tfrac = np.empty(n)
+    ev_ie = np.zeros(n)
     cap = max(64, 4 * n)
     mu_ev = np.empty(cap, dtype=np.int64)
     mu_pdg = np.empty(cap, dtype=np.int32)
@@ -418,13 +428,7 @@ def simulate_air_showers(
         while g < ng - 1 and v >= cum_frac[g]:
             g += 1
         ev_group[i] = g
-        v = rng_uniform(s)
-        if abs(k1) < 1e-12:
-            e0 = e_min * (e_max / e_min) ** v
-        else:
-            e0 = (e_min**k1 + v * (e_max**k1 - e_min**k1)) ** (1.0 / k1)
-        e0 = min(max(e0, e_min), e_max)
-        ev_energy[i] = e0
+        v_energy = rng_uniform(s)
         while True:
             u = cos_min + (1.0 - cos_min) * rng_uniform(s)
             if not isotropic:
@@ -447,6 +451,22 @@ def simulate_air_showers(
         depth = z_surface - pz
         e_thr = _energy_before(e_min_can, _water_path(depth, u), loss_a, loss_b, loss_e_low)
         a_num = float(group_a[g])
+        # primary energy: power law on [e_lo, e_max]; with truncation e_lo = max(e_min, A E_thr),
+        # below which the primary cannot send a muon to the can (the yield is exactly zero)
+        e_lo = e_min
+        if truncate and a_num * e_thr > e_min:
+            e_lo = min(a_num * e_thr, e_max)
+        if e_lo >= e_max:
+            ev_energy[i] = e_max
+            continue  # no primary in the band can reach the can here: I_E = 0, weight 0
+        if abs(k1) < 1e-12:
+            e0 = e_lo * (e_max / e_lo) ** v_energy
+            ev_ie[i] = math.log(e_max / e_lo)
+        else:
+            e0 = (e_lo**k1 + v_energy * (e_max**k1 - e_lo**k1)) ** (1.0 / k1)
+            ev_ie[i] = (e_max**k1 - e_lo**k1) / k1
+        e0 = min(max(e0, e_lo), e_max)
+        ev_energy[i] = e0
         ceff = _effective_cos(u)
         lam_c = _elbert_n(conv[0], conv[1], conv[2], conv[3], False, a_num, e0, ceff, e_thr)
         lam_p = 0.0
@@ -517,7 +537,7 @@ def simulate_air_showers(
             m += 1
             kept += 1
         ev_nkept[i] = kept
-    ev = (ev_group, ev_energy, ev_u, ev_dir, ev_pos, ev_lam, ev_p1, ev_ndrawn, ev_nkept, ev_tfrac)
+    ev = (ev_group, ev_energy, ev_u, ev_dir, ev_pos, ev_lam, ev_p1, ev_ndrawn, ev_nkept, ev_tfrac, ev_ie)
     mu = (mu_ev[:m], mu_pdg[:m], mu_pos[:m], mu_e[:m], mu_t[:m], mu_es[:m])
     return ev, mu
 
@@ -705,6 +725,11 @@ class AirShowerGenerator(Stage):
         can_margin_m: float = Field(200.0, ge=0.0, description="can margin around the DOMs [m]")
         muon_energy_min_gev: float = Field(1.0, gt=0.0, description="lowest muon energy at the can [GeV]")
         prompt_muons: bool = Field(True, description="add the prompt Elbert family")
+        energy_sampling: Literal["above_threshold", "full"] = Field(
+            "above_threshold",
+            description="above_threshold: primary energy drawn above A x (muon threshold at the impact point), "
+            "where the muon yield is non-zero (no empty events); full: over the whole band",
+        )
         lateral: Literal["mupage", "none"] = Field(
             "mupage", description="lateral spread of bundle muons: MUPAGE dN/dR (PHYSICS.md §1.2) or none (all on the axis)"
         )
@@ -865,21 +890,26 @@ class AirShowerGenerator(Stage):
             cfg.lateral == "mupage",
             float(cfg.lateral_r_max_m),
             MUON_CHARGE_RATIO / (1.0 + MUON_CHARGE_RATIO),
+            cfg.energy_sampling == "above_threshold",
         )
         group_idx, energy, u = ev[0], ev[1], ev[2]
         pdg = np.asarray(self.groups, dtype=np.int64)[group_idx]
-        w2 = self.weight_w2(group_idx, energy, u, ev[6])
+        w2 = self.weight_w2(group_idx, energy, u, ev[6], ev[10])
         return ev, mu, pdg, w2
 
-    def weight_w2(self, group_idx, energy, cos_zenith, p_at_least_one):
-        """w2 = G I_E E^gamma / f_g x P(N >= 1) [GeV m^2 sr] (module docstring)."""
+    def weight_w2(self, group_idx, energy, cos_zenith, p_at_least_one, energy_integral=None):
+        """w2 = G I_E E^gamma / f_g x P(N >= 1) [GeV m^2 sr] (module docstring).
+
+        ``energy_integral``: per-event I_E (``energy_sampling: above_threshold``); default the
+        integral over the whole band."""
         cfg = self.config
         if cfg.zenith_sampling == "isotropic_flux":
             g = self.acceptance_m2_sr
         else:
             g = self.can.area_projected(cos_zenith) * 2.0 * math.pi * (1.0 - cfg.cos_zenith_min)
         f = self.fractions[np.asarray(group_idx)]
-        return g * self.energy_integral * np.asarray(energy) ** cfg.spectral_index / f * np.asarray(p_at_least_one)
+        ie = self.energy_integral if energy_integral is None else np.asarray(energy_integral)
+        return g * ie * np.asarray(energy) ** cfg.spectral_index / f * np.asarray(p_at_least_one)
 
     def process(self, tables, ctx: StageContext):
         self._require_setup(ctx.detector, ctx.site)

@@ -65,7 +65,7 @@ import math
 from typing import ClassVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from km3sim import constants as C
 from km3sim.errors import ConfigError, StageError
@@ -112,8 +112,11 @@ def n_grid_directions(step_deg: float) -> int:
 class Trigger3DMuonConfig(StageConfig):
     """Configuration of :class:`Trigger3DMuon` (Jpp ``JTriggerParameters`` names in snake case).
 
-    Defaults are the ARCA21 production values (PHYSICS.md §12); see :func:`preset`.
+    Defaults are the ARCA21 production values (PHYSICS.md §12); see :func:`preset`. In a
+    production YAML, ``preset: orca6`` starts from a preset and the other keys override it.
     """
+
+    preset: str | None = Field(None, description="start from this trigger preset (arca21, orca6); the other keys override it")
 
     tmax_local_ns: float = Field(25.0, gt=0, description="L1 window on one DOM (Jpp TMaxLocal_ns)")
     l1_min_hits: int = Field(2, ge=2, le=31, description="minimum distinct PMTs of an L1")
@@ -132,8 +135,18 @@ class Trigger3DMuonConfig(StageConfig):
     tmax_event_ns: float = Field(4102.0, ge=0, description="snapshot half-width around the triggered hits (TMaxEvent_ns)")
     factory_limit: int = Field(100, ge=0, description="3D-trigger inputs (L2s) in one causal time window from which on the event always triggers (0 = off)")
 
+    @model_validator(mode="before")
     @classmethod
-    def preset(cls, name: str, **overrides) -> "Trigger3DMuonConfig":
+    def _apply_preset(cls, data):
+        if isinstance(data, dict) and data.get("preset") is not None:
+            name = str(data["preset"]).lower()
+            if name not in TRIGGER_PRESETS:
+                raise ValueError(f"unknown trigger preset {data['preset']!r}; known: {sorted(TRIGGER_PRESETS)}")
+            return {**TRIGGER_PRESETS[name], **data, "preset": name}
+        return data
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "Trigger3DMuonConfig":
         """The config of a named preset (``"arca21"``, ``"orca6"``), with optional overrides."""
         return preset(name, **overrides)
 
@@ -189,7 +202,7 @@ def preset(name: str, **overrides) -> Trigger3DMuonConfig:
     key = name.lower()
     if key not in TRIGGER_PRESETS:
         raise ConfigError(f"unknown trigger preset {name!r}; known: {sorted(TRIGGER_PRESETS)}")
-    return Trigger3DMuonConfig(**{**TRIGGER_PRESETS[key], **overrides})
+    return Trigger3DMuonConfig(**{**TRIGGER_PRESETS[key], **overrides, "preset": key})
 
 
 @register_stage

@@ -210,13 +210,25 @@ def test_can_impact_uniform_over_projected_area():
 # ------------------------------------------------------------------------------------ the stage
 @pytest.fixture(scope="module")
 def gen_none(detector, site):
-    return AirShowerGenerator(AirShowerGenerator.Config(lateral="none"), detector, site)
+    return AirShowerGenerator(AirShowerGenerator.Config(lateral="none", energy_sampling="full"), detector, site)
 
 
 @pytest.fixture(scope="module")
 def sample_none(gen_none):
     n = 200_000
     ev, mu, pdg, w2 = gen_none.generate(_seeds(n))
+    return dict(n=n, ev=ev, mu=mu, pdg=pdg, w2=w2)
+
+
+@pytest.fixture(scope="module")
+def gen_trunc(detector, site):
+    return AirShowerGenerator(AirShowerGenerator.Config(lateral="none"), detector, site)
+
+
+@pytest.fixture(scope="module")
+def sample_trunc(gen_trunc):
+    n = 100_000
+    ev, mu, pdg, w2 = gen_trunc.generate(_seeds(n))
     return dict(n=n, ev=ev, mu=mu, pdg=pdg, w2=w2)
 
 
@@ -287,7 +299,8 @@ def test_generation_distributions(gen_none, sample_none):
 
 
 def test_uniform_cos_sampling_and_weight(detector, site):
-    g = AirShowerGenerator(AirShowerGenerator.Config(zenith_sampling="uniform_cos", cos_zenith_min=0.2), detector, site)
+    g = AirShowerGenerator(AirShowerGenerator.Config(zenith_sampling="uniform_cos", cos_zenith_min=0.2,
+                                                     energy_sampling="full"), detector, site)
     ev, mu, pdg, w2 = g.generate(_seeds(40000))
     assert stats.kstest(ev[2], stats.uniform(0.2, 0.8).cdf).pvalue > P_MIN
     # w2 = S(theta) 2 pi (1 - cos_min) I_E E^2 / f P(N >= 1)
@@ -359,15 +372,18 @@ def _quadrature_rates(gen, models):
     return out
 
 
-def test_muon_rate_and_reweighting_match_quadrature(gen_none, sample_none):
+@pytest.mark.parametrize("mode", ["full", "above_threshold"])
+def test_muon_rate_and_reweighting_match_quadrature(mode, gen_none, sample_none, gen_trunc, sample_trunc):
     """Acceptance test: sum of w3 over events with >= 1 muon (H3a) and its change when the
-    same sample is re-weighted to GST3 / H4a agree with independent quadrature."""
-    ev, pdg, w2, n = sample_none["ev"], sample_none["pdg"], sample_none["w2"], sample_none["n"]
+    same sample is re-weighted to GST3 / H4a agree with independent quadrature, for both
+    energy samplings (whole band, or above the muon threshold of each impact point)."""
+    gen, sample = (gen_none, sample_none) if mode == "full" else (gen_trunc, sample_trunc)
+    ev, pdg, w2, n = sample["ev"], sample["pdg"], sample["w2"], sample["n"]
     events = {"pdgid": pdg, "energy": ev[1], "weight_w2": w2, "n_gen": np.full(n, n)}
     has_mu = ev[8] >= 1
     assert np.array_equal(has_mu, ev[5] > 0)  # no lateral spread: every drawn muon reaches the impact
     w = {m: reweight(events, m) * has_mu for m in ("H3a", "GST3", "H4a")}
-    ref = _quadrature_rates(gen_none, ("H3a", "GST3", "H4a"))
+    ref = _quadrature_rates(gen, ("H3a", "GST3", "H4a"))
     # absolute rate, 4 sigma of the MC estimate (sigma = sqrt(sum w^2), ~1 %)
     rate, sigma = w["H3a"].sum(), math.sqrt((w["H3a"] ** 2).sum())
     assert abs(rate - ref["H3a"]) < 4 * sigma, (rate, sigma, ref["H3a"])
@@ -379,6 +395,18 @@ def test_muon_rate_and_reweighting_match_quadrature(gen_none, sample_none):
         r_q = ref[m] / ref["H3a"]
         assert abs(r_mc - r_q) < 4 * sig, (m, r_mc, r_q, sig)
         assert abs(r_q - 1.0) > 8 * sig  # the models differ by much more than the test's resolution
+
+
+def test_sampling_above_threshold_wastes_no_events(sample_none, sample_trunc):
+    # whole band: most primaries (heavy nuclei, low energies) cannot reach the can
+    empty_full = np.mean(sample_none["ev"][8] == 0)
+    empty_trunc = np.mean(sample_trunc["ev"][8] == 0)
+    assert empty_full > 0.5
+    # above threshold an event is empty only where no energy of the band reaches the can
+    ev = sample_trunc["ev"]
+    no_band = ev[10] == 0
+    assert np.all(ev[8][~no_band] >= 1)
+    assert empty_trunc == pytest.approx(np.mean(no_band)) and empty_trunc < 0.1 * empty_full
 
 
 def test_w2_and_w3_formula(gen_none, sample_none, detector, site):

@@ -457,13 +457,13 @@ def test_presets_carry_physics_md_values():
     assert (arca.direction_step_deg, arca.dmax_m, arca.tmax_extra_ns) == (10.0, 891.0, 25.0)
     assert (arca.tmax_event_ns, arca.factory_limit) == (4102.0, 100)
     assert (arca.l2_tmax_ns, arca.l2_min_hits, arca.l2_ct_min) == (10.0, 2, -1.0)
-    orca = Trigger3DMuonConfig.preset("orca6")
+    orca = Trigger3DMuonConfig.from_preset("orca6")
     assert (orca.tmax_local_ns, orca.l1_min_hits) == (25.0, 2)
     assert (orca.muon_min_hits, orca.muon_min_doms, orca.road_width_m) == (4, 4, 43.0)
     assert (orca.direction_step_deg, orca.dmax_m, orca.tmax_extra_ns) == (10.0, 165.0, 25.0)
     assert (orca.tmax_event_ns, orca.factory_limit) == (1000.0, 100)
     assert (orca.l2_tmax_ns, orca.l2_min_hits, orca.l2_ct_min) == (10.0, 2, 0.0)
-    assert Trigger3DMuonConfig() == arca  # defaults are the ARCA21 values
+    assert Trigger3DMuonConfig().model_dump(exclude={"preset"}) == arca.model_dump(exclude={"preset"})  # defaults: ARCA21
     assert preset("ORCA6", road_width_m=50.0).road_width_m == 50.0
     assert set(TRIGGER_PRESETS) == {"arca21", "orca6"}
     with pytest.raises(Exception, match="unknown trigger preset"):
@@ -478,3 +478,15 @@ def test_registered():
     assert cls.role == "trigger"
     assert cls.consumes == ("hits",)
     assert cls.produces == ("triggered_events", "snapshot_hits")
+
+
+def test_preset_key_in_config_is_overridden_by_explicit_keys():
+    from km3sim.trigger.trigger import TRIGGER_PRESETS
+
+    cfg = Trigger3DMuonConfig.model_validate({"preset": "ORCA6", "road_width_m": 50.0})
+    orca = TRIGGER_PRESETS["orca6"]
+    assert cfg.road_width_m == 50.0
+    assert cfg.muon_min_hits == orca["muon_min_hits"] and cfg.dmax_m == orca["dmax_m"]
+    assert cfg.tmax_event_ns == orca["tmax_event_ns"]
+    with pytest.raises(ValueError, match="unknown trigger preset"):
+        Trigger3DMuonConfig.model_validate({"preset": "antares"})
