@@ -21,7 +21,7 @@ import numpy as np
 
 from km3sim.errors import StageFileError
 
-__all__ = ["RunConditions", "FRAME_LENGTH_S", "N_CHANNELS", "CONDITIONS_FORMAT"]
+__all__ = ["RunConditions", "FRAME_LENGTH_S", "N_CHANNELS", "CONDITIONS_FORMAT", "RING_COS_ZENITH", "pmt_rings"]
 
 #: Length of a KM3NeT timeslice / summaryslice [s].
 FRAME_LENGTH_S = 0.1
@@ -29,6 +29,38 @@ FRAME_LENGTH_S = 0.1
 N_CHANNELS = 31
 #: Identifier and version of the HDF5 layout written by :meth:`RunConditions.save`.
 CONDITIONS_FORMAT = "km3sim-run-conditions-1"
+#: cos(zenith) of the PMT axes of the six PMT rings of a KM3NeT DOM, bottom -> top
+#: (1 bottom PMT, then rings of 6; nominal layout of :func:`km3sim.detector.geometry.dom_pmt_layout`).
+RING_COS_ZENITH = (-1.0, -0.85, -0.555, -0.295, 0.295, 0.555)
+
+
+def pmt_rings(dom_ids, detector=None) -> np.ndarray:
+    """Ring (0 = bottom PMT ... 5 = top ring) of every channel of the given DOMs, shape (n_doms, 31).
+
+    With a ``detector`` the ring is the nominal ring nearest to the z component (cos zenith) of
+    the PMT axis in the detector file, and -1 for DOMs the detector does not have. Without one
+    the nominal KM3NeT channel layout (:func:`~km3sim.detector.geometry.dom_pmt_layout`, taken
+    from the ARCA21 file) is used for every DOM.
+    """
+    from km3sim.detector.geometry import dom_pmt_layout
+
+    rings = np.asarray(RING_COS_ZENITH)
+    dom_ids = np.asarray(dom_ids, dtype=np.int64)
+    if detector is None:
+        dirs, _ = dom_pmt_layout()
+        ring_of_channel = np.argmin(np.abs(dirs[:, 2][:, None] - rings[None, :]), axis=1)
+        return np.broadcast_to(ring_of_channel, (len(dom_ids), N_CHANNELS)).copy()
+    out = np.full((len(dom_ids), N_CHANNELS), -1, dtype=np.int64)
+    sorter = np.argsort(dom_ids, kind="stable")
+    pdom = np.asarray(detector.pmt_dom_id, dtype=np.int64)
+    if len(dom_ids):
+        pos = np.clip(np.searchsorted(dom_ids, pdom, sorter=sorter), 0, len(dom_ids) - 1)
+        di = sorter[pos]
+        ch = np.asarray(detector.pmt_channel, dtype=np.int64)
+        ok = (dom_ids[di] == pdom) & (ch >= 0) & (ch < N_CHANNELS)
+        cz = np.asarray(detector.pmt_dir)[:, 2]
+        out[di[ok], ch[ok]] = np.argmin(np.abs(cz[ok][:, None] - rings[None, :]), axis=1)
+    return out
 
 
 @dataclass
@@ -196,6 +228,69 @@ class RunConditions:
             "fifo_fraction": float((self.fifo & have).sum() / n_ch) if n_ch else float("nan"),
         }
         return out
+
+    def rates_by_ring(self, detector=None) -> list[dict]:
+        """Clean-PMT rates per PMT ring, bottom -> top (PHYSICS.md §13: downward PMTs count more).
+
+        Parameters
+        ----------
+        detector : Detector, optional
+            PMT axes from this detector (DOMs not in it are left out); nominal DOM layout without.
+
+        Returns
+        -------
+        list of dict
+            Per ring: ``ring`` (0 bottom), ``cos_zenith`` (nominal), ``n`` (clean PMT-frames),
+            ``median_rate_hz``, ``rate_p16_hz``, ``rate_p84_hz``, ``mean_rate_hz``.
+        """
+        rings = pmt_rings(self.dom_ids, detector)
+        clean = self.clean_mask()
+        out = []
+        for r, cz in enumerate(RING_COS_ZENITH):
+            v = self.rates_hz[clean & (rings == r)[None, :, :]].astype(np.float64)
+            have = v.size > 0
+            out.append({
+                "ring": r,
+                "cos_zenith": cz,
+                "n": int(v.size),
+                "median_rate_hz": float(np.median(v)) if have else float("nan"),
+                "rate_p16_hz": float(np.percentile(v, 16)) if have else float("nan"),
+                "rate_p84_hz": float(np.percentile(v, 84)) if have else float("nan"),
+                "mean_rate_hz": float(v.mean()) if have else float("nan"),
+            })
+        return out
+
+    def format_summary(self, detector=None) -> str:
+        """Human-readable run summary (``km3sim conditions``): :meth:`summary` and :meth:`rates_by_ring`."""
+        s = self.summary()
+        lines = [
+            f"detector {s['det_id']}, run {s['run_id']}   ({self.source})" if self.source else
+            f"detector {s['det_id']}, run {s['run_id']}",
+            f"  frames            : {s['n_frames']} ({self.frame_length_s:g} s each), livetime {s['livetime_s']:.1f} s, "
+            f"span {self.duration_s:.1f} s",
+            f"  DOMs              : {s['n_doms']}",
+            f"  clean PMT rate    : median {s['median_rate_hz'] / 1e3:.2f} kHz "
+            f"[p16 {s['rate_p16_hz'] / 1e3:.2f} - p84 {s['rate_p84_hz'] / 1e3:.2f}]",
+        ]
+        if detector is None:
+            where = "nominal DOM channel layout"
+        else:
+            n_in = int(np.isin(self.dom_ids, np.asarray(detector.pmt_dom_id)).sum())
+            where = f"PMT axes of detector {detector.det_id}, {n_in} of {self.n_doms} DOMs"
+        lines.append(f"  rate by PMT ring  : bottom -> top ({where}; median kHz)")
+        for r in self.rates_by_ring(detector):
+            lines.append(f"      cos zenith {r['cos_zenith']:+.3f} : {r['median_rate_hz'] / 1e3:6.2f}   "
+                         f"[{r['rate_p16_hz'] / 1e3:.2f} - {r['rate_p84_hz'] / 1e3:.2f}]  n={r['n']}")
+        lines.append(f"  high-rate veto    : {100 * s['hrv_fraction']:.2f} % of PMT-frames")
+        lines.append(f"  FIFO almost full  : {100 * s['fifo_fraction']:.2f} % of PMT-frames")
+        return "\n".join(lines)
+
+    @classmethod
+    def from_daq(cls, paths) -> "RunConditions":
+        """Read summaryslices of one run (ROOT, Jpp DAQ stream or text dump): :func:`km3sim.io.daq.read_summaryslices`."""
+        from km3sim.io.daq import read_summaryslices
+
+        return read_summaryslices(paths)
 
     # -------------------------------------------------------------------------- storage
     def save(self, path: str | os.PathLike) -> Path:

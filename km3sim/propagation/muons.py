@@ -1,10 +1,13 @@
-"""Muon propagation through the can with continuous energy loss.
+"""Muon and tau propagation through the can: continuous and stochastic energy losses.
 
 Physics: PHYSICS.md §4.1. The mean loss is ``-dE/dx = a(E) + b(E) E`` with the piecewise
 sea-water table of Jpp JGeane (after Klimushin, Bugaev, Sokalski, "Precise parametrizations of
 muon energy losses in water", ICRC 2001, hep-ph/0106010), in GeV per m w.e. and per m w.e.,
-multiplied by the density. Stochastic losses (PHYSICS.md §4.2) and multiple scattering are not
-simulated: the muon goes straight and loses energy at the mean rate.
+multiplied by the density. With ``stochastic`` on (default), losses with a fractional energy
+loss above ``v_cut`` are sampled from the cross sections of :mod:`km3sim.propagation.stochastic`
+(PHYSICS.md §4.2, MUM scheme hep-ph/0010322) and become shower rows of ``mc_tracks``; taus
+decay (PDG c tau). Multiple scattering is neglected: leptons go straight (the Highland angle
+of a 1 TeV muon over 1 km of water is ~0.3 mrad; over 100 m at 10 GeV ~10 mrad).
 """
 
 from __future__ import annotations
@@ -13,12 +16,16 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from typing import Literal
+
 from pydantic import Field
 
 from km3sim.constants import C_LIGHT, DENSITY_ROCK, DENSITY_SEA_WATER
 from km3sim.errors import StageError
 from km3sim.generators.can import Can, can_from_detector
 from km3sim.propagation import _muon_kernels as K
+from km3sim.propagation import _stochastic_kernels as SK
+from km3sim.propagation.stochastic import SHOWER_PDG, stacked_tables
 from km3sim.schema import SCHEMAS
 from km3sim.stage import Site, Stage, StageConfig, StageContext, register_stage
 from km3sim.table import Table
@@ -115,14 +122,31 @@ def distance_to_energy(energy_gev, energy_final_gev, table: ContinuousLossTable 
 
 @register_stage
 class MuonPropagation(Stage):
-    """Straight muons with continuous energy loss through the can (PHYSICS.md §4.1).
+    """Muons and taus through the can with continuous and stochastic losses (PHYSICS.md §4).
 
-    For every muon (|pdgid| = 13) of ``mc_tracks``: ``length`` = path inside the can from its
-    position (or from where it enters the can, if it starts outside), cut at its range;
-    ``energy_lost_in_can`` = energy at the start of that path minus energy at its end (all of
-    it if the muon stops). A muon that starts outside the can and reaches it is moved to its
-    entry point (``pos``, ``time`` and ``energy`` there), so that ``pos + length * dir`` is the
-    in-can segment. Other particles pass unchanged. Deterministic.
+    For every muon / tau (|pdgid| 13 / 15) of ``mc_tracks``, from its start along its direction
+    (sea water above the sea floor z = 0, rock below): ``length`` = path inside the can (to its
+    exit, to where it stops, or to where a tau decays), ``energy_lost_in_can`` = all its losses
+    inside the can (continuous + stochastic), so that energy at entry = energy at exit (0 if it
+    stopped, the energy at the decay point for a tau) + ``energy_lost_in_can``. A lepton that
+    starts outside the can and reaches it is moved to its entry point (``pos``, ``time`` and
+    ``energy`` there). Leptons that miss the can or stop before it get length 0.
+
+    New rows (track ids after the event's existing ones, ``parent_id`` = the lepton's track
+    id, direction = the lepton's, ``time`` = lepton time + distance / c, ``length`` = 0):
+
+    * every stochastic loss inside the can of at least ``e_cut_gev``: an EM shower stand-in
+      (pdg 11) for bremsstrahlung, pair production and knock-on electrons, a hadronic shower
+      stand-in (pdg 211) for photonuclear losses, at the loss position with the lost energy;
+      smaller losses only enter ``energy_lost_in_can``;
+    * tau decays inside the can: an electron (±11) or hadronic shower (211) with the visible
+      energy; a muon from a tau decay (±13) gets a row where it enters the can (or is born in
+      it) and is propagated like any muon, its showers have it as parent.
+
+    Electrons, hadrons and neutrinos are left as they are. With ``stochastic: false`` muons lose
+    energy at the mean rate of the a + b E table (closed form, deterministic); taus still decay.
+    Random numbers come from the per-event seeds of the stage: an event's output does not
+    depend on the chunking.
     """
 
     name = "muon_propagation"
@@ -136,14 +160,44 @@ class MuonPropagation(Stage):
         can_margin_m: float = Field(
             200.0, ge=0.0, description="can margin around the DOMs [m] (same as the generator's)"
         )
+        stochastic: bool = Field(True, description="sample losses with v > v_cut one by one (else mean loss only)")
+        v_cut: float = Field(
+            0.05, gt=1e-4, lt=0.5,
+            description="fractional energy loss above which losses are sampled (MUM, hep-ph/0010322: 0.05-0.1)",
+        )
+        e_cut_gev: float = Field(
+            1.0, ge=0.0,
+            description="smallest stochastic loss [GeV] stored as a shower row (smaller ones only count in "
+            "energy_lost_in_can); 1 GeV: a shower gives ~1.3e5 Cherenkov photons/GeV, below that the "
+            "light of the muon's mean radiative loss covers it",
+        )
+        rock_below_floor: bool = Field(True, description="rock (standard rock) below the sea floor z = 0, else water")
+        rock_density_g_cm3: float = Field(2.65, gt=0.0, description="density of the rock below the sea floor [g/cm^3]")
+        taus: Literal["decay", "stable"] = Field(
+            "decay", description="'decay': taus decay after an exponential path (c tau = 87.03 um); 'stable': never"
+        )
 
     def __init__(self, config: StageConfig | None = None, detector=None, site: Site | None = None):
         super().__init__(config, detector, site)
         self._site_given = site is not None
         self.loss_table = ContinuousLossTable.sea_water(self.site.water_density_g_cm3)
         self.can: Can | None = can_from_detector(detector, self.config.can_margin_m) if detector is not None else None
+        self._tables = None
 
-    def process(self, tables, ctx: StageContext):
+    def header(self) -> dict:
+        c = self.config
+        return {
+            "stochastic": c.stochastic,
+            "v_cut": c.v_cut,
+            "e_cut_gev": c.e_cut_gev,
+            "rock_below_floor": c.rock_below_floor,
+            "rock_density_g_cm3": c.rock_density_g_cm3,
+            "taus": c.taus,
+            "cross_sections": "brems KKP, pair Kokoulin-Petrukhin, photonuclear Borog-Petrukhin/Kokoulin, "
+            "knock-on PDG; mean loss a+bE Klimushin-Bugaev-Sokalski",
+        }
+
+    def _setup(self, ctx: StageContext) -> None:
         if self.can is None:
             if ctx.detector is None:
                 raise StageError(f"stage {self.name!r} needs a detector to build its can")
@@ -151,37 +205,69 @@ class MuonPropagation(Stage):
             if not self._site_given and ctx.site is not None:
                 self.site = ctx.site
                 self.loss_table = ContinuousLossTable.sea_water(self.site.water_density_g_cm3)
+        if self._tables is None:
+            self._tables = stacked_tables(self.config.v_cut, self.site.water_density_g_cm3, self.config.rock_density_g_cm3)
+
+    def process(self, tables, ctx: StageContext):
+        self._setup(ctx)
+        c = self.config
         tracks: Table = tables["mc_tracks"]
-        cols = {k: tracks[k] for k in SCHEMAS["mc_tracks"].columns}
-        mu = np.abs(cols["pdgid"]) == 13
-        length = cols["length"].astype(np.float64, copy=True)
-        lost = cols["energy_lost_in_can"].astype(np.float64, copy=True)
-        if mu.any():
-            pos = np.column_stack([cols["pos_x"][mu], cols["pos_y"][mu], cols["pos_z"][mu]])
-            dirs = np.column_stack([cols["dir_x"][mu], cols["dir_y"][mu], cols["dir_z"][mu]])
-            t_in, t_out = self.can.intersect(pos, dirs)
-            hit = np.isfinite(t_in) & (t_out > 0.0)
-            s_in = np.where(hit, np.maximum(t_in, 0.0), 0.0)
-            s_out = np.where(hit, t_out, 0.0)
-            ln, el = K.propagate_through_can(
-                np.ascontiguousarray(cols["energy"][mu], dtype=np.float64), s_in, s_out, *self.loss_table.args()
+        cols = {k: np.asarray(tracks[k]) for k in SCHEMAS["mc_tracks"].columns}
+        order = np.lexsort((cols["track_id"], cols["event_id"]))
+        cols = {k: v[order] for k, v in cols.items()}
+        n = len(order)
+        lep = np.isin(np.abs(cols["pdgid"]), (13, 15))
+        if not lep.any():
+            return {"mc_tracks": Table(cols, name="mc_tracks")}
+        pos = np.column_stack([cols["pos_x"], cols["pos_y"], cols["pos_z"]]).astype(np.float64)
+        dirs = np.column_stack([cols["dir_x"], cols["dir_y"], cols["dir_z"]]).astype(np.float64)
+        s_in = np.full(n, np.nan)
+        s_out = np.full(n, np.nan)
+        t_in, t_out = self.can.intersect(pos[lep], dirs[lep])
+        s_in[lep], s_out[lep] = t_in, t_out
+        ev_ids, ev_first = np.unique(cols["event_id"], return_index=True)
+        ev_start = np.append(ev_first, n).astype(np.int64)
+        next_id = (np.maximum.reduceat(cols["track_id"], ev_first) + 1).astype(np.int32)
+        seeds = ctx.seeds(ev_ids)
+        rock = self.loss_table if not c.rock_below_floor else ContinuousLossTable.rock(c.rock_density_g_cm3)
+        cap = 4 * n + 64
+        while True:
+            res = SK.propagate_tracks(
+                ev_start, seeds, np.ascontiguousarray(cols["pdgid"], dtype=np.int64),
+                np.ascontiguousarray(cols["track_id"], dtype=np.int32), pos, dirs,
+                np.ascontiguousarray(cols["energy"], dtype=np.float64), s_in, s_out, next_id,
+                c.stochastic, c.taus == "decay", c.rock_below_floor, not c.stochastic, float(c.e_cut_gev), cap,
+                *self.loss_table.args(), *rock.args(), SHOWER_PDG, *self._tables,
             )
-            length[mu] = ln
-            lost[mu] = el
-            # a muon that starts outside the can and reaches it: the track now starts at the
-            # entry point, so that later stages (light) see the in-can segment
-            idx = np.flatnonzero(mu)
-            e_entry = energy_after(cols["energy"][mu], s_in, self.loss_table)
-            moved = hit & (s_in > 1e-6) & (e_entry > 0.0)  # 1 µm: muons generated on the surface stay put
-            if moved.any():
-                rows, step = idx[moved], s_in[moved]
-                for axis in "xyz":
-                    cols[f"pos_{axis}"] = cols[f"pos_{axis}"].copy()
-                    cols[f"pos_{axis}"][rows] += step * cols[f"dir_{axis}"][rows]
-                cols["time"] = cols["time"].copy()
-                cols["time"][rows] += step / C_LIGHT
-                cols["energy"] = cols["energy"].copy()
-                cols["energy"][rows] = e_entry[moved]
-        cols["length"] = length
-        cols["energy_lost_in_can"] = lost
-        return {"mc_tracks": Table(cols, name="mc_tracks")}
+            if res[5] <= cap:
+                break
+            cap = int(res[5]) + 16  # same seeds: the second pass makes the same rows
+        moved, s_entry, e_entry, length, lost, count = res[:6]
+        r_row, r_tid, r_par, r_pdg, r_s, r_e, r_len, r_lost = (a[:count] for a in res[6:])
+        out = {k: v.copy() for k, v in cols.items()}
+        out["length"] = np.where(lep, length, cols["length"]).astype(np.float64)
+        out["energy_lost_in_can"] = np.where(lep, lost, cols["energy_lost_in_can"]).astype(np.float64)
+        if moved.any():
+            rows = np.flatnonzero(moved)
+            for i, axis in enumerate("xyz"):
+                out[f"pos_{axis}"][rows] = pos[rows, i] + s_entry[rows] * dirs[rows, i]
+            out["time"][rows] = cols["time"][rows] + s_entry[rows] / C_LIGHT
+            out["energy"][rows] = e_entry[rows]
+        if count:
+            new = {
+                "event_id": cols["event_id"][r_row],
+                "track_id": r_tid,
+                "parent_id": r_par,
+                "pdgid": r_pdg,
+                "energy": r_e,
+                "time": cols["time"][r_row] + r_s / C_LIGHT,
+                "length": r_len,
+                "energy_lost_in_can": r_lost,
+            }
+            for i, axis in enumerate("xyz"):
+                new[f"pos_{axis}"] = pos[r_row, i] + r_s * dirs[r_row, i]
+                new[f"dir_{axis}"] = dirs[r_row, i]
+            out = {k: np.concatenate([out[k], np.asarray(new[k]).astype(out[k].dtype)]) for k in out}
+            order = np.lexsort((out["track_id"], out["event_id"]))
+            out = {k: v[order] for k, v in out.items()}
+        return {"mc_tracks": Table(out, name="mc_tracks")}

@@ -533,7 +533,7 @@ def test_production_with_propagation(tmp_path):
     ev = read_stage_dir(out / "air_showers")["events"]
     tr = read_stage_dir(out / "muon_propagation")["mc_tracks"]
     assert len(ev) == 60 and np.all(ev["n_gen"] == 60)
-    assert np.array_equal(np.bincount(tr["event_id"] - ev["event_id"][0], minlength=60), ev["n_muons"])
+    assert np.array_equal(np.bincount(tr["event_id"][tr["parent_id"] == -1] - ev["event_id"][0], minlength=60), ev["n_muons"])
     assert np.all(tr["length"] >= 0)
     a = read_attrs(next((out / "air_showers").glob("*.h5")))
     assert a["header"]["flux_model"] == "GST3"

@@ -313,4 +313,4 @@ def test_production_with_propagation(tmp_path, dat):
     ev = read_stage_dir(tmp_path / "out" / "corsika_muons")["events"]
     tr = read_stage_dir(tmp_path / "out" / "muon_propagation")["mc_tracks"]
     assert len(ev) == 10 and np.all(ev["n_gen"] == 10) and np.all(np.isfinite(ev["weight_w3"]))
-    assert len(tr) == ev["n_muons"].sum() > 0
+    assert np.sum(tr["parent_id"] == -1) == ev["n_muons"].sum() > 0

@@ -324,7 +324,8 @@ def test_production_runs_the_chain_on_an_evt_file(tmp_path):
     assert len(gen["events"]) == 40 and len(gen["mc_tracks"]) == 46
     assert set(np.unique(gen["events"]["run_id"])) == {3, 5}
     prop = read_stage_dir(out / "muon_propagation")["mc_tracks"]
-    assert len(prop) == 46 and np.all(np.abs(prop["pdgid"]) == 13)
+    prim = prop["parent_id"] == -1
+    assert prim.sum() == 46 and np.all(np.abs(prop["pdgid"][prim]) == 13)
     assert len(list((out / "track_fit").glob("*.h5"))) == 6  # 3 chunks per run
     a = read_attrs(next((out / "generator_files").glob("*.h5")))
     assert a["header"]["files"][0]["header"]["livetime"].split()[0] == "0.0738"

@@ -414,4 +414,4 @@ def test_production_weights_over_runs_and_chunks(tmp_path):
     per_run = [np.sum(ev["weight_w3"][ev["run_id"] == r]) for r in (3, 4)]
     assert merged == pytest.approx(0.5 * sum(per_run), rel=1e-12)
     tracks = read_stage_dir(Path(tmp_path / "out" / "muon_propagation"))["mc_tracks"]
-    assert np.sum(np.abs(tracks["pdgid"]) == 13) == np.sum(ev["n_muons"])
+    assert np.sum((np.abs(tracks["pdgid"]) == 13) & (tracks["parent_id"] == -1)) == np.sum(ev["n_muons"])

@@ -21,9 +21,13 @@ from km3sim.table import Table
 RHO = 1.038
 
 
+CONTINUOUS = MuonPropagation.Config(stochastic=False)
+
+
 @pytest.fixture(scope="module")
 def prop(detector, site):
-    return MuonPropagation(detector=detector, site=site)
+    # mean-loss mode: the closed-form a + b E propagation these tests compare with
+    return MuonPropagation(CONTINUOUS, detector=detector, site=site)
 
 
 def _ctx(detector, site, ids, stage="muon_propagation", seed=7, run_id=2, livetime_s=30.0):
@@ -148,7 +152,7 @@ def test_chunk_invariance(prop, detector, site, generated):
         parts.append(prop.run(sub, _ctx(detector, site, ids[sl]))["mc_tracks"])
     assert Table.concat(parts).equals(whole)
     # deterministic, and a stage built from the context's detector agrees
-    assert MuonPropagation().run(tables, _ctx(detector, site, ids))["mc_tracks"].equals(whole)
+    assert MuonPropagation(CONTINUOUS).run(tables, _ctx(detector, site, ids))["mc_tracks"].equals(whole)
     with pytest.raises(StageError):
         MuonPropagation().run(tables, _ctx(None, site, ids))
 
@@ -233,7 +237,7 @@ def test_muon_starting_outside_the_can_is_moved_to_its_entry_point():
 
     det = build_orca_block(n_dus=7)
     gen = AtmosphericMuonGenerator(AtmosphericMuonGenerator.Config(can_margin_m=200), detector=det)
-    prop = MuonPropagation(MuonPropagation.Config(can_margin_m=50), detector=det)
+    prop = MuonPropagation(MuonPropagation.Config(can_margin_m=50, stochastic=False), detector=det)
     ids = np.arange(400, dtype=np.int64)
     ctx = StageContext(seed=3, run_id=1, chunk=0, stage_name="atmospheric_muons", event_ids=ids,
                        livetime_s=1.0, n_events_run=400, detector=det)
