@@ -124,7 +124,7 @@ class Stage:
         checked = {}
         for tname in self.produces:
             table = validate_table(out[tname], tname)
-            bad = ~np.isin(table["event_id"], ctx.event_ids)
+            bad = ~_in_sorted(table["event_id"], ctx.event_ids)
             if bad.any():
                 raise StageError(f"stage {self.name!r}, table {tname!r}: rows of events outside the chunk, e.g. {table['event_id'][bad][:3]}")
             checked[tname] = table
@@ -147,6 +147,17 @@ class Stage:
     def plan_events(cls, config: StageConfig, detector: "Detector", site: Site, livetime_s: float, seed: int, run_id: int) -> int:
         """Number of events to generate for a run of ``livetime_s`` (generators only)."""
         raise StageError(f"stage {cls.name!r} is not a generator")
+
+
+def _in_sorted(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``np.isin(values, ids)`` by binary search (ids are few and usually sorted; values many)."""
+    ids = np.asarray(ids)
+    if len(ids) > 1 and np.any(np.diff(ids) < 0):
+        ids = np.sort(ids)
+    if not len(ids):
+        return np.zeros(len(values), dtype=bool)
+    pos = np.clip(np.searchsorted(ids, values), 0, len(ids) - 1)
+    return ids[pos] == values
 
 
 STAGES: dict[str, type[Stage]] = {}

@@ -1,18 +1,24 @@
-"""The KM3NeT 3-inch PMT: photocathode area, quantum efficiency, angular acceptance, ToT.
+"""The KM3NeT 3-inch PMT: photocathode area, quantum efficiency, angular acceptance, pulse model
+and per-PMT parameters.
 
 Values from PHYSICS.md §7.2 (LumenManufaktur ``pmt.jl``, "section 2.1.2 of the KM3NeT
-simulation description") and §7.3 (Jpp ``JPMTAnalogueSignalProcessor`` pulse model).
+simulation description") and §7.3 (Jpp ``JPMTAnalogueSignalProcessor`` pulse model and the
+Jpp PMT parameters of a real KM3NeT calibration file, KM3io.jl ``test/hardware.jl``; time
+slewing table of KM3io.jl ``src/calibration.jl``).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import brentq
 
-from km3sim.detector._kernels import time_over_threshold_array, time_over_threshold_scalar
+from km3sim.detector._kernels import time_over_threshold_array, tot_log_ns
+from km3sim.errors import ConfigError
 
 __all__ = [
     "PHOTOCATHODE_AREA_M2",
@@ -21,14 +27,32 @@ __all__ = [
     "ACCEPTANCE_TABLE_COS",
     "ACCEPTANCE_TABLE",
     "THRESHOLD_PE",
+    "THRESHOLD_BAND_PE",
+    "BAND_TOT_MEAN_NS",
+    "BAND_TOT_SIGMA_NS",
+    "P_UNDER_AMPLIFIED",
     "RISE_TIME_NS",
     "SATURATION_NS",
+    "TOT_SLOPE_NS_PER_PE",
     "TOT_1PE_NS",
+    "TOT_1PE_SIGMA_NS",
     "GAIN_SPREAD",
+    "GAIN_SPREAD_TOT_SCALE",
+    "TTS_NS",
+    "DARK_RATE_HZ",
+    "AFTERPULSE_PROBABILITY",
+    "AFTERPULSE_DELAY_NS",
+    "AFTERPULSE_DELAY_SIGMA_NS",
+    "SLEWING_TOT_NS",
+    "SLEWING_NS",
+    "PmtParameters",
     "quantum_efficiency",
     "angular_acceptance",
     "tuned_decay_time_ns",
+    "tot_transition_pe",
     "time_over_threshold",
+    "time_slewing_ns",
+    "pmt_parameters",
 ]
 
 #: Photocathode area including the reflector ring, π·(4.7462 cm)² = 70.8 cm² [m²]
@@ -58,14 +82,46 @@ ACCEPTANCE_TABLE = np.array(
 
 #: Discriminator threshold [p.e.] (Jpp calibration, PHYSICS.md §7.3).
 THRESHOLD_PE = 0.24
+#: Threshold band [p.e.]: pulses with charge in (threshold, threshold + band] get a ToT drawn
+#: from a Gaussian of mean :data:`BAND_TOT_MEAN_NS` and σ :data:`BAND_TOT_SIGMA_NS` (PHYSICS.md §7.3).
+THRESHOLD_BAND_PE = 0.12
+BAND_TOT_MEAN_NS = 4.5
+BAND_TOT_SIGMA_NS = 1.5
+#: Probability of an under-amplified photo-electron (Jpp ``PunderAmplified``, PHYSICS.md §7.3).
+#: Its charge is drawn uniform in [0, gain) [UNVERIFIED shape].
+P_UNDER_AMPLIFIED = 0.05
 #: Gaussian width of the pulse leading edge [ns] (PHYSICS.md §7.3).
 RISE_TIME_NS = 7.24
 #: ToT saturation [ns] (PHYSICS.md §7.3).
 SATURATION_NS = 210.0
+#: Slope of the linear large-charge ToT regime [ns/p.e.] (PHYSICS.md §7.3).
+TOT_SLOPE_NS_PER_PE = 7.0
 #: Measured mean ToT of single photo-electron hits [ns] (k40gen, PHYSICS.md §7.3).
 TOT_1PE_NS = 26.9
-#: Charge spread (σ) of one photo-electron in units of the gain (PHYSICS.md §7.3).
+#: Measured σ of the Gaussian part of the 1-p.e. ToT distribution [ns] (k40gen, PHYSICS.md §7.3).
+TOT_1PE_SIGMA_NS = 2.44
+#: Jpp charge spread (σ) of one photo-electron in units of the gain (PHYSICS.md §7.3).
 GAIN_SPREAD = 0.4
+#: Fraction of the Jpp gain spread applied to the charge in this pulse model [D, tuned here].
+#: With the closed-form pulse of PHYSICS.md §7.3, dToT/dq ≈ 12 ns/p.e. at 1 p.e., so the Jpp
+#: σ = 0.4 gives a 1-p.e. ToT core of σ ≈ 4.0 ns (rms 5.3 ns) where data show 2.44 ns; an
+#: effective σ of 0.5 × 0.4 = 0.2 p.e. gives a core of 27.2 ± 2.4 ns. (Jpp's own ToT function,
+#: to which its gainSpread values are fitted, is not available here [UNVERIFIED].)
+GAIN_SPREAD_TOT_SCALE = 0.5
+#: Gaussian transit-time spread σ [ns] (PHYSICS.md §7.3 [UNVERIFIED]; production reconstruction
+#: assumes 2 ns, §12).
+TTS_NS = 2.0
+#: Dark-count rate per PMT [Hz] (KM3io.jl K40Rates doc, PHYSICS.md §7.3).
+DARK_RATE_HZ = 700.0
+#: Afterpulse probability per photo-electron ("a few %", PHYSICS.md §7.3) and its delay
+#: (Gaussian mean and σ) [ns] -- all three [UNVERIFIED].
+AFTERPULSE_PROBABILITY = 0.03
+AFTERPULSE_DELAY_NS = 1000.0
+AFTERPULSE_DELAY_SIGMA_NS = 300.0
+#: Jpp default time-slewing table (PHYSICS.md §7.3, KM3io.jl ``calibration.jl``): slew [ns] as
+#: a function of ToT [ns]; calibration subtracts it from the hit time, so the simulation adds it.
+SLEWING_TOT_NS = np.array([0.0, 10.0, 20.0, 26.0, 30.0, 50.0, 100.0, 150.0, 200.0, 201.0])
+SLEWING_NS = np.array([8.0, 3.9, 1.2, 0.07, -0.6, -3.2, -6.45, -8.2, -9.0, -9.04])
 
 
 def quantum_efficiency(wavelength_nm):
@@ -110,6 +166,7 @@ def angular_acceptance(cos_angle):
     return out if out.ndim else float(out)
 
 
+
 @functools.lru_cache(maxsize=32)
 def tuned_decay_time_ns(
     tot_1pe_ns: float = TOT_1PE_NS,
@@ -133,7 +190,7 @@ def tuned_decay_time_ns(
     tau_min = rise_time_ns / math.sqrt(2.0 * math.log(1.0 / threshold_pe))
 
     def f(tau):
-        return time_over_threshold_scalar(1.0, threshold_pe, rise_time_ns, tau, 1e9) - tot_1pe_ns
+        return tot_log_ns(1.0, threshold_pe, rise_time_ns, tau) - tot_1pe_ns
 
     if f(tau_min) > 0.0:
         raise ValueError(
@@ -143,12 +200,47 @@ def tuned_decay_time_ns(
     return float(brentq(f, tau_min, 1000.0, xtol=1e-12, rtol=1e-14))
 
 
+@functools.lru_cache(maxsize=64)
+def tot_transition_pe(
+    threshold_pe: float = THRESHOLD_PE,
+    rise_time_ns: float = RISE_TIME_NS,
+    decay_time_ns: float | None = None,
+    slope_ns_per_pe: float = TOT_SLOPE_NS_PER_PE,
+) -> float:
+    """Charge [p.e.] where the ToT turns from logarithmic to linear (PHYSICS.md §7.3).
+
+    Jpp's ToT is "logarithmic in npe, then linear above a transition point"; the transition is
+    taken here [D] where the slope of the logarithmic closed form,
+    dToT/dN = σ_r/(N·sqrt(2 ln(N/th))) + τ_d/N on the tail branch, has fallen to
+    ``slope_ns_per_pe``, so ToT and its slope are continuous (≈ 1.7 p.e. for the defaults).
+    ``inf`` if the slope is 0 or negative (no linear regime).
+    """
+    if slope_ns_per_pe <= 0.0:
+        return math.inf
+    tau = tuned_decay_time_ns(threshold_pe=threshold_pe, rise_time_ns=rise_time_ns) if decay_time_ns is None else decay_time_ns
+    g1 = 0.5 * (rise_time_ns / tau) ** 2
+
+    def slope(n):
+        lr = math.log(n / threshold_pe)
+        edge = rise_time_ns / (n * math.sqrt(2.0 * lr))
+        return edge + (tau / n if lr > g1 else edge) - slope_ns_per_pe
+
+    lo = threshold_pe * (1.0 + 1e-9)
+    hi = threshold_pe * 2.0
+    while slope(hi) > 0.0:
+        hi *= 2.0
+        if hi > 1e12:
+            return math.inf
+    return float(brentq(slope, lo, hi, xtol=1e-12, rtol=1e-12))
+
+
 def time_over_threshold(
     npe_charge,
     threshold_pe: float = THRESHOLD_PE,
     rise_time_ns: float = RISE_TIME_NS,
     decay_time_ns: float | None = None,
     saturation_ns: float = SATURATION_NS,
+    slope_ns_per_pe: float = TOT_SLOPE_NS_PER_PE,
 ):
     """Time over threshold of a PMT pulse of a given charge.
 
@@ -158,10 +250,10 @@ def time_over_threshold(
 
         rise = σ_r·sqrt(2 ln(N/th))
         fall = t1 + τ_d·ln(N·exp(−t1²/2σ_r²)/th)      (= rise if the crossing is before t1)
-        ToT  = min(rise + fall, saturation)
+        ToT  = rise + fall                              for N ≤ N1
+        ToT  = ToT(N1) + slope·(N − N1)                 for N > N1 (linear regime)
 
-    and 0 for N ≤ th. The large-charge linear regime of Jpp (7 ns/p.e.) is not modelled; the
-    saturation cap applies directly.
+    capped at the saturation, and 0 for N ≤ th; N1 from :func:`tot_transition_pe`.
 
     Parameters
     ----------
@@ -176,6 +268,8 @@ def time_over_threshold(
         (ToT(1 p.e.) = 26.9 ns); the pulse shape stays fixed when only the threshold changes.
     saturation_ns : float
         Maximum ToT [ns].
+    slope_ns_per_pe : float
+        Slope of the linear regime [ns/p.e.]; 0 switches it off (pure logarithmic ToT).
 
     Returns
     -------
@@ -184,8 +278,230 @@ def time_over_threshold(
     """
     if decay_time_ns is None:
         decay_time_ns = tuned_decay_time_ns()
+    transition = tot_transition_pe(float(threshold_pe), float(rise_time_ns), float(decay_time_ns), float(slope_ns_per_pe))
     q = np.asarray(npe_charge, dtype=np.float64)
     out = time_over_threshold_array(
-        np.ascontiguousarray(q.reshape(-1)), float(threshold_pe), float(rise_time_ns), float(decay_time_ns), float(saturation_ns)
+        np.ascontiguousarray(q.reshape(-1)), float(threshold_pe), float(rise_time_ns), float(decay_time_ns),
+        float(saturation_ns), float(slope_ns_per_pe), float(transition),
     ).reshape(q.shape)
     return out if out.ndim else float(out)
+
+
+def time_slewing_ns(tot_ns):
+    """Time slewing [ns] of a hit of the given ToT: Jpp default table of PHYSICS.md §7.3,
+    linear interpolation, constant beyond 0 and 201 ns."""
+    t = np.asarray(tot_ns, dtype=np.float64)
+    out = np.interp(t, SLEWING_TOT_NS, SLEWING_NS)
+    return out if out.ndim else float(out)
+
+
+# ------------------------------------------------------------------------------ per-PMT parameters
+
+#: Names of the per-PMT parameters of :class:`PmtParameters` that may be overridden per PMT.
+PER_PMT_FIELDS = ("qe", "gain", "gain_spread", "threshold", "threshold_band", "rise_time", "tts")
+
+
+@dataclass
+class PmtParameters:
+    """Parameters of every PMT of a detector (arrays in detector PMT order) and the common ones.
+
+    Defaults are those of PHYSICS.md §7.3; a Jpp PMT parameter file
+    (:func:`km3sim.io.pmt_params.read_pmt_parameters`) sets the per-PMT values and the common
+    ones it lists (``%.`` lines). ``gain_spread`` is the σ applied to the charge, i.e. the Jpp
+    value times :data:`GAIN_SPREAD_TOT_SCALE`.
+
+    Attributes
+    ----------
+    qe : ndarray
+        Relative efficiency (Jpp QE); 0 = switched off.
+    gain, gain_spread : ndarray
+        Mean and σ of the charge of one photo-electron [p.e.].
+    threshold, threshold_band : ndarray
+        Discriminator threshold and threshold band [p.e.].
+    rise_time, decay_time, transition : ndarray
+        Pulse leading-edge σ [ns], tail decay time [ns] (tuned: ToT(1 p.e.) = ``tot_1pe_ns``),
+        start of the linear ToT regime [p.e.].
+    tts : ndarray
+        Gaussian transit-time spread σ [ns] (a negative Jpp TTS, "measured distribution", is
+        replaced by the default σ).
+    usable : ndarray of bool
+        Not disabled in the detector file.
+    p_under_amplified, band_tot_mean, band_tot_sigma, saturation, slope : float
+        Common pulse-model values (PHYSICS.md §7.3).
+    slewing : bool
+        Apply time slewing.
+    afterpulse_probability, afterpulse_delay, afterpulse_delay_sigma : float
+        Afterpulses [UNVERIFIED].
+    source : str
+        The PMT parameter file used, ``""`` for the defaults.
+    """
+
+    qe: np.ndarray
+    gain: np.ndarray
+    gain_spread: np.ndarray
+    threshold: np.ndarray
+    threshold_band: np.ndarray
+    rise_time: np.ndarray
+    tts: np.ndarray
+    usable: np.ndarray
+    decay_time: np.ndarray = field(default=None)
+    transition: np.ndarray = field(default=None)
+    p_under_amplified: float = P_UNDER_AMPLIFIED
+    band_tot_mean: float = BAND_TOT_MEAN_NS
+    band_tot_sigma: float = BAND_TOT_SIGMA_NS
+    saturation: float = SATURATION_NS
+    slope: float = TOT_SLOPE_NS_PER_PE
+    slewing: bool = True
+    afterpulse_probability: float = AFTERPULSE_PROBABILITY
+    afterpulse_delay: float = AFTERPULSE_DELAY_NS
+    afterpulse_delay_sigma: float = AFTERPULSE_DELAY_SIGMA_NS
+    tot_1pe_ns: float = TOT_1PE_NS
+    source: str = ""
+
+    def __post_init__(self):
+        n = len(self.qe)
+        for name in PER_PMT_FIELDS:
+            arr = np.ascontiguousarray(getattr(self, name), dtype=np.float64).reshape(-1)
+            if arr.shape[0] != n:
+                raise ValueError(f"PmtParameters.{name} has {arr.shape[0]} entries, expected {n}")
+            setattr(self, name, arr)
+        self.usable = np.ascontiguousarray(self.usable, dtype=bool).reshape(-1)
+        self.update_pulse_shape()
+
+    def update_pulse_shape(self) -> None:
+        """(Re)compute ``decay_time`` and ``transition`` from threshold and rise time (cached per
+        distinct pair): the tail is tuned so that a pulse of 1 p.e. has ToT ``tot_1pe_ns`` at
+        the nominal threshold, and keeps its shape when only the threshold changes."""
+        n = len(self.qe)
+        self.decay_time = np.empty(n)
+        self.transition = np.empty(n)
+        pairs = np.stack([self.threshold, self.rise_time], axis=1)
+        uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+        for k, (th, rise) in enumerate(uniq):
+            tau = tuned_decay_time_ns(self.tot_1pe_ns, THRESHOLD_PE, float(rise))
+            sel = inv.reshape(-1) == k
+            self.decay_time[sel] = tau
+            self.transition[sel] = tot_transition_pe(float(th), float(rise), tau, float(self.slope))
+
+    @property
+    def n_pmts(self) -> int:
+        return len(self.qe)
+
+    @property
+    def switched_on(self) -> np.ndarray:
+        """PMTs that can give hits: usable in the detector file and QE > 0."""
+        return self.usable & (self.qe > 0.0)
+
+    def tot(self, charge, pmt: int = 0):
+        """ToT [ns] of pulses of ``charge`` p.e. on PMT ``pmt`` (no threshold band)."""
+        q = np.asarray(charge, dtype=np.float64)
+        out = time_over_threshold_array(
+            np.ascontiguousarray(q.reshape(-1)), float(self.threshold[pmt]), float(self.rise_time[pmt]),
+            float(self.decay_time[pmt]), float(self.saturation), float(self.slope), float(self.transition[pmt]),
+        ).reshape(q.shape)
+        return out if out.ndim else float(out)
+
+
+_FILE_COMMON = {
+    # Jpp "%." key -> (PmtParameters field, converter)
+    "PunderAmplified": ("p_under_amplified", float),
+    "mean_ns": ("band_tot_mean", float),
+    "sigma_ns": ("band_tot_sigma", float),
+    "saturation": ("saturation", float),
+    "slope": ("slope", float),
+    "slewing": ("slewing", lambda v: bool(round(v))),
+}
+_FILE_PER_PMT = {"QE": "qe", "gain": "gain", "gainSpread": "gain_spread", "threshold": "threshold",
+                 "thresholdBand": "threshold_band", "riseTime_ns": "rise_time", "TTS_ns": "tts"}
+
+
+def pmt_parameters(
+    detector,
+    source: "str | os.PathLike | None" = None,
+    *,
+    overrides: list[dict] | None = None,
+    tts_ns: float = TTS_NS,
+    gain_spread_scale: float = GAIN_SPREAD_TOT_SCALE,
+    **common,
+) -> PmtParameters:
+    """Parameters of every PMT of ``detector``.
+
+    Parameters
+    ----------
+    detector
+        Anything with ``pmt_dom_id``, ``pmt_channel``, ``pmt_id`` and ``pmt_usable`` (or
+        ``pmt_status_ok``) arrays.
+    source : path, optional
+        Jpp PMT parameter file (:func:`km3sim.io.pmt_params.read_pmt_parameters`). PMTs it does
+        not list get its ``%.`` defaults; its global ``QE`` multiplies every QE.
+    overrides : list of dict, optional
+        Per-PMT values, each ``{"pmt_id": id}`` or ``{"dom_id": d, "channel": c}`` plus any of
+        :data:`PER_PMT_FIELDS` (``gain_spread`` as in Jpp, scaled like the file's).
+    tts_ns : float
+        Gaussian TTS σ for PMTs without a (positive) TTS of their own.
+    gain_spread_scale : float
+        :data:`GAIN_SPREAD_TOT_SCALE`.
+    **common
+        Values of the common fields of :class:`PmtParameters` (e.g. ``slewing=False``,
+        ``afterpulse_probability=0``); they take precedence over the file.
+
+    Raises
+    ------
+    ConfigError
+        For an override naming an unknown PMT or field, or a negative value.
+    """
+    n = len(detector.pmt_id)
+    per = {"qe": 1.0, "gain": 1.0, "gain_spread": GAIN_SPREAD, "threshold": THRESHOLD_PE,
+           "threshold_band": THRESHOLD_BAND_PE, "rise_time": RISE_TIME_NS, "tts": -1.0}
+    arrays = {k: np.full(n, v, dtype=np.float64) for k, v in per.items()}
+    kw: dict = {}
+    src = ""
+    if source is not None:
+        from km3sim.io.pmt_params import read_pmt_parameters
+
+        pf = read_pmt_parameters(source)
+        src = pf.path
+        for key, (name, conv) in _FILE_COMMON.items():
+            if key in pf.defaults:
+                kw[name] = conv(pf.defaults[key])
+        for key, name in _FILE_PER_PMT.items():
+            if key in pf.defaults:
+                arrays[name][:] = pf.defaults[key]
+        row = pf.lookup(detector.pmt_dom_id, detector.pmt_channel)
+        have = row >= 0
+        col = {"QE": "qe", "gain": "gain", "gainSpread": "gain_spread", "riseTime_ns": "rise_time",
+               "TTS_ns": "tts", "threshold": "threshold"}
+        for key, name in col.items():
+            arrays[name][have] = pf.values[key][row[have]]
+        arrays["qe"] *= pf.globals.get("QE", 1.0)
+    if overrides:
+        _apply_overrides(detector, arrays, overrides)
+    arrays["gain_spread"] = arrays["gain_spread"] * gain_spread_scale
+    arrays["tts"] = np.where(arrays["tts"] >= 0.0, arrays["tts"], tts_ns)
+    kw.update(common)
+    usable = np.asarray(getattr(detector, "pmt_usable", getattr(detector, "pmt_status_ok", np.ones(n, bool))), dtype=bool)
+    return PmtParameters(usable=usable, source=src, **arrays, **kw)
+
+
+def _apply_overrides(detector, arrays: dict, overrides: list[dict]) -> None:
+    pmt_ids = np.asarray(detector.pmt_id, dtype=np.int64)
+    doms = np.asarray(detector.pmt_dom_id, dtype=np.int64)
+    chans = np.asarray(detector.pmt_channel, dtype=np.int64)
+    for k, ov in enumerate(overrides):
+        ov = dict(ov)
+        where = f"pmt_parameters override #{k}"
+        if "pmt_id" in ov:
+            sel = np.flatnonzero(pmt_ids == int(ov.pop("pmt_id")))
+        elif "dom_id" in ov and "channel" in ov:
+            sel = np.flatnonzero((doms == int(ov.pop("dom_id"))) & (chans == int(ov.pop("channel"))))
+        else:
+            raise ConfigError(f"{where}: give 'pmt_id' or 'dom_id' and 'channel', got keys {sorted(ov)}")
+        if sel.size == 0:
+            raise ConfigError(f"{where}: no such PMT in the detector")
+        for name, value in ov.items():
+            if name not in PER_PMT_FIELDS:
+                raise ConfigError(f"{where}: unknown parameter {name!r}; known: {list(PER_PMT_FIELDS)}")
+            value = float(value)
+            if not math.isfinite(value) or (value < 0 and name != "tts"):
+                raise ConfigError(f"{where}: {name} = {value} must be finite and not negative")
+            arrays[name][sel] = value

@@ -9,10 +9,14 @@ from km3sim.detector import pmt
 from km3sim.detector.pmt import (
     PHOTOCATHODE_AREA_M2,
     angular_acceptance,
+    pmt_parameters,
     quantum_efficiency,
     time_over_threshold,
+    time_slewing_ns,
+    tot_transition_pe,
     tuned_decay_time_ns,
 )
+from km3sim.errors import ConfigError
 
 
 def test_photocathode_area():
@@ -70,7 +74,7 @@ def test_tot_monotonic_threshold_saturation():
     assert time_over_threshold(0.3, threshold_pe=0.5) == 0.0
 
 
-def _tot_numerical(charge, th=0.24, sigma=7.24, tau=None, dt=1e-4):
+def _tot_numerical(charge, th=0.24, sigma=7.24, tau=None, dt=1e-4):  # logarithmic regime only
     """Time above threshold of the Gaussian-edge / exponential-tail pulse sampled on a grid."""
     tau = tuned_decay_time_ns() if tau is None else tau
     t1 = sigma**2 / tau
@@ -83,8 +87,58 @@ def _tot_numerical(charge, th=0.24, sigma=7.24, tau=None, dt=1e-4):
 
 @pytest.mark.parametrize("charge", [0.26, 0.3, 0.5, 1.0, 2.0, 10.0, 100.0])
 def test_tot_closed_form_matches_sampled_pulse(charge):
-    # grid step 1e-4 ns -> agreement to ~2e-4 ns
-    assert time_over_threshold(charge) == pytest.approx(_tot_numerical(charge), abs=5e-4)
+    # the logarithmic regime (linear regime switched off): grid step 1e-4 ns -> agreement to ~2e-4 ns
+    assert time_over_threshold(charge, slope_ns_per_pe=0.0) == pytest.approx(_tot_numerical(charge), abs=5e-4)
+    if charge <= tot_transition_pe():
+        assert time_over_threshold(charge) == pytest.approx(_tot_numerical(charge), abs=5e-4)
+
+
+def test_tot_linear_regime_continuous():
+    # PHYSICS.md §7.3: logarithmic, then linear with 7 ns/p.e., then saturated at 210 ns.
+    n1 = tot_transition_pe()
+    assert 1.2 < n1 < 2.5
+    # slope of the log form at the transition (finite difference of the sampled pulse) is 7 ns/p.e.
+    h = 1e-3
+    d_log = (_tot_numerical(n1 + h, dt=2e-5) - _tot_numerical(n1 - h, dt=2e-5)) / (2 * h)
+    assert d_log == pytest.approx(7.0, abs=0.1)
+    # continuous at the transition, exactly linear above it
+    assert time_over_threshold(n1 * (1 + 1e-9)) == pytest.approx(time_over_threshold(n1 * (1 - 1e-9)), abs=1e-6)
+    for q in (3.0, 10.0, 20.0):
+        assert time_over_threshold(q) == pytest.approx(_tot_numerical(n1) + 7.0 * (q - n1), abs=1e-3)
+    q_sat = n1 + (210.0 - _tot_numerical(n1)) / 7.0
+    assert time_over_threshold(q_sat - 0.1) < 210.0
+    assert time_over_threshold(q_sat + 0.1) == 210.0
+
+
+def test_time_slewing_table():
+    # Jpp default table, PHYSICS.md §7.3
+    assert time_slewing_ns(0.0) == 8.0
+    assert time_slewing_ns(26.0) == pytest.approx(0.07)
+    assert time_slewing_ns(40.0) == pytest.approx(0.5 * (-0.6 - 3.2))
+    assert time_slewing_ns(255.0) == pytest.approx(-9.04)
+    assert np.all(np.diff(time_slewing_ns(np.linspace(0, 255, 300))) <= 0)
+
+
+def test_pmt_parameters_defaults_and_overrides(orca7):
+    det = orca7
+    p = pmt_parameters(det)
+    assert p.n_pmts == det.n_pmts
+    assert np.all(p.qe == 1.0) and np.all(p.threshold == 0.24) and np.all(p.tts == 2.0)
+    np.testing.assert_allclose(p.gain_spread, 0.4 * pmt.GAIN_SPREAD_TOT_SCALE)
+    assert p.switched_on.all() and p.slewing
+    ov = [{"pmt_id": int(det.pmt_id[3]), "qe": 0.0},
+          {"dom_id": int(det.pmt_dom_id[40]), "channel": int(det.pmt_channel[40]), "gain": 0.8, "threshold": 0.3}]
+    p = pmt_parameters(det, overrides=ov, slewing=False)
+    assert not p.switched_on[3] and p.switched_on.sum() == det.n_pmts - 1
+    assert p.gain[40] == 0.8 and p.threshold[40] == 0.3 and not p.slewing
+    # the pulse shape stays; only the threshold moves: ToT(1 p.e.) is smaller at 0.3 p.e.
+    assert p.tot(1.0, 40) < p.tot(1.0, 0) == pytest.approx(26.9)
+    with pytest.raises(ConfigError, match="override #0"):
+        pmt_parameters(det, overrides=[{"pmt_id": -5, "qe": 1.0}])
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        pmt_parameters(det, overrides=[{"pmt_id": int(det.pmt_id[0]), "quantum": 1.0}])
+    with pytest.raises(ConfigError, match="negative"):
+        pmt_parameters(det, overrides=[{"pmt_id": int(det.pmt_id[0]), "gain": -1.0}])
 
 
 def test_tot_shapes():
