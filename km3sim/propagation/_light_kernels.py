@@ -12,7 +12,7 @@ import numba as nb
 import numpy as np
 
 from km3sim.constants import C_LIGHT, MUON_MASS
-from km3sim.random import rng_new, rng_poisson
+from km3sim.random import rng_new, rng_normal, rng_poisson, rng_uniform
 
 
 @nb.njit(cache=True, inline="always")
@@ -272,6 +272,182 @@ def simulate_direct_light(
                     out_pmt[n_out] = pmt_index[k]
                     out_time[n_out] = t_arrival
                     out_origin[n_out] = track_id[t]
+                    n_out += 1
+    return (
+        out_event[:n_out].copy(),
+        out_pmt[:n_out].copy(),
+        out_time[:n_out].copy(),
+        out_origin[:n_out].copy(),
+    )
+
+
+#: Added to the event seed for the shower light so that it has its own random stream (the
+#: muon light of an event is then the same with and without showers).
+SHOWER_STREAM = np.uint64(0x5D0E_C0FF_EE5A_11ED)
+
+
+@nb.njit(cache=True, inline="always")
+def _shower_bin_npe(
+    xx, xy, xz, ax, ay, az, px, py, pz, ux, uy, uz, z, weight,
+    r_floor, max_distance, area, d0, dd, yield_table, c0, dc, acc_table, ang_c0, ang_dc, ang_pdf,
+):
+    """Expected pe at PMT (x, a) of the light `weight` [m of Cherenkov track] emitted at p + z·u."""
+    vx = xx - (px + z * ux)
+    vy = xy - (py + z * uy)
+    vz = xz - (pz + z * uz)
+    r = math.sqrt(vx * vx + vy * vy + vz * vz)
+    if r > max_distance:
+        return 0.0, r
+    if r < r_floor:
+        if r > 0.0:
+            f = r_floor / r
+            vx *= f
+            vy *= f
+            vz *= f
+        else:
+            vx = ux * r_floor
+            vy = uy * r_floor
+            vz = uz * r_floor
+        r = r_floor
+    inv_r = 1.0 / r
+    c = (vx * ax + vy * ay + vz * az) * inv_r
+    acc = interpolate_uniform(c, c0, dc, acc_table)
+    if acc <= 0.0:
+        return 0.0, r
+    cos_axis = (vx * ux + vy * uy + vz * uz) * inv_r
+    prof = interpolate_uniform(cos_axis, ang_c0, ang_dc, ang_pdf)
+    y = interpolate_uniform(r, d0, dd, yield_table)
+    return area * acc * weight * y * prof / (2.0 * math.pi * r * r), r
+
+
+@nb.njit(cache=True)
+def expected_shower_npe(
+    pos, direction, track_length, z_mid, pmt_pos, pmt_dir,
+    r_floor, max_distance, area, d0, dd, yield_table, c0, dc, acc_table, ang_c0, ang_dc, ang_pdf,
+):
+    """Expected pe of one shower at each PMT (no sampling, no fluctuation); see :func:`simulate_shower_light`."""
+    n = pmt_pos.shape[0]
+    nb_ = z_mid.shape[0]
+    mu = np.zeros(n, dtype=np.float64)
+    w = track_length / nb_
+    for k in range(n):
+        for j in range(nb_):
+            m, _ = _shower_bin_npe(
+                pmt_pos[k, 0], pmt_pos[k, 1], pmt_pos[k, 2], pmt_dir[k, 0], pmt_dir[k, 1], pmt_dir[k, 2],
+                pos[0], pos[1], pos[2], direction[0], direction[1], direction[2], z_mid[j], w,
+                r_floor, max_distance, area, d0, dd, yield_table, c0, dc, acc_table, ang_c0, ang_dc, ang_pdf,
+            )
+            mu[k] += m
+    return mu
+
+
+@nb.njit(cache=True)
+def simulate_shower_light(
+    seeds, shower_offsets, sh_pos, sh_dir, sh_time, sh_length, sh_sigma, sh_z_mid, sh_z_edges, sh_track_id,
+    pmt_index, pmt_pos, pmt_dir, n_group, r_floor, max_distance, area, d0, dd, yield_table,
+    c0, dc, acc_table, ang_c0, ang_dc, ang_pdf, fluctuations,
+):
+    """Photo-electrons of the direct (unscattered) light of showers (PHYSICS.md §5.4, §6.1, §7.2).
+
+    A shower of Cherenkov track length l (Rädel & Wiebusch; with ``fluctuations`` l is drawn
+    from N(l, σ_l) truncated at 0) emits its light from B longitudinal bins of equal light
+    fraction (depth z_j = ``sh_z_mid[s, j]``, bin edges ``sh_z_edges[s]``) along its axis. Bin j
+    gives PMT (x, a), at distance r_j = |x − p − z_j u| (floored at ``r_floor``)::
+
+        μ_j = A · A(w·a) · (l/B) · Y(r_j) · f(cosθ_j) / (2π r_j²)
+
+    with f the normalised angular profile dN/dcosθ about the axis, Y(r) the QE-weighted
+    Frank–Tamm yield per metre after absorption over r (:func:`photon_yield`) and w the photon
+    direction (point-source fluence (l·Y·f/2π)/r² per solid angle). The number of pe is
+    Poisson(Σμ_j); each pe picks a bin ∝ μ_j and a depth uniform in that bin and arrives at
+    t = t_shower + z/c + |x − p − z u|·n_g/c. Zero beyond ``max_distance``.
+
+    Returns
+    -------
+    pe_event, pe_pmt, pe_time, pe_origin : arrays as in :func:`simulate_direct_light`.
+    """
+    n_events = seeds.shape[0]
+    n_pmts = pmt_pos.shape[0]
+    n_bins = sh_z_mid.shape[1]
+    cap = 1024
+    out_event = np.empty(cap, dtype=np.int64)
+    out_pmt = np.empty(cap, dtype=np.int64)
+    out_time = np.empty(cap, dtype=np.float64)
+    out_origin = np.empty(cap, dtype=np.int64)
+    n_out = 0
+    inv_c = 1.0 / C_LIGHT
+    mu_bin = np.empty(n_bins, dtype=np.float64)
+    for e in range(n_events):
+        state = rng_new(seeds[e] ^ SHOWER_STREAM)
+        for s in range(shower_offsets[e], shower_offsets[e + 1]):
+            px = sh_pos[s, 0]
+            py = sh_pos[s, 1]
+            pz = sh_pos[s, 2]
+            ux = sh_dir[s, 0]
+            uy = sh_dir[s, 1]
+            uz = sh_dir[s, 2]
+            length = sh_length[s]
+            if fluctuations and sh_sigma[s] > 0.0:
+                length = max(0.0, length + sh_sigma[s] * rng_normal(state))
+            if length <= 0.0:
+                continue
+            w = length / n_bins
+            z_far = sh_z_edges[s, n_bins]
+            reach = max_distance + z_far
+            for k in range(n_pmts):
+                xx = pmt_pos[k, 0]
+                xy = pmt_pos[k, 1]
+                xz = pmt_pos[k, 2]
+                # cheap rejection: no bin within max_distance
+                vx = xx - px
+                vy = xy - py
+                vz = xz - pz
+                if vx * vx + vy * vy + vz * vz > reach * reach:
+                    continue
+                total = 0.0
+                for j in range(n_bins):
+                    m, _ = _shower_bin_npe(
+                        xx, xy, xz, pmt_dir[k, 0], pmt_dir[k, 1], pmt_dir[k, 2], px, py, pz, ux, uy, uz,
+                        sh_z_mid[s, j], w, r_floor, max_distance, area, d0, dd, yield_table,
+                        c0, dc, acc_table, ang_c0, ang_dc, ang_pdf,
+                    )
+                    mu_bin[j] = m
+                    total += m
+                if total <= 0.0:
+                    continue
+                n_pe = rng_poisson(state, total)
+                if n_pe == 0:
+                    continue
+                if n_out + n_pe > out_event.shape[0]:
+                    new_cap = max(2 * out_event.shape[0], n_out + n_pe)
+                    a = np.empty(new_cap, dtype=np.int64)
+                    a[:n_out] = out_event[:n_out]
+                    out_event = a
+                    b = np.empty(new_cap, dtype=np.int64)
+                    b[:n_out] = out_pmt[:n_out]
+                    out_pmt = b
+                    c = np.empty(new_cap, dtype=np.float64)
+                    c[:n_out] = out_time[:n_out]
+                    out_time = c
+                    d = np.empty(new_cap, dtype=np.int64)
+                    d[:n_out] = out_origin[:n_out]
+                    out_origin = d
+                for _ in range(n_pe):
+                    u = rng_uniform(state) * total
+                    j = 0
+                    acc = mu_bin[0]
+                    while u >= acc and j < n_bins - 1:
+                        j += 1
+                        acc += mu_bin[j]
+                    z = sh_z_edges[s, j] + rng_uniform(state) * (sh_z_edges[s, j + 1] - sh_z_edges[s, j])
+                    qx = xx - (px + z * ux)
+                    qy = xy - (py + z * uy)
+                    qz = xz - (pz + z * uz)
+                    r = math.sqrt(qx * qx + qy * qy + qz * qz)
+                    out_event[n_out] = e
+                    out_pmt[n_out] = pmt_index[k]
+                    out_time[n_out] = sh_time[s] + (z + r * n_group) * inv_c
+                    out_origin[n_out] = sh_track_id[s]
                     n_out += 1
     return (
         out_event[:n_out].copy(),

@@ -1,17 +1,23 @@
-"""Direct Cherenkov light of muon tracks at the PMTs (stage ``direct_light``).
+"""Cherenkov light of muon tracks and showers at the PMTs (stage ``direct_light``).
 
 Physics: Frank–Tamm yield (PHYSICS.md §5.1), Bailey refractive index (§5.2), light of
-secondaries as a Rädel–Wiebusch ΔL/L factor (§5.3, arXiv:1206.5530), Jpp absorption lengths
-(§6.1), the KM3NeT 3-inch PMT area, QE and angular acceptance (§7.2) and the Cherenkov
-geometry of §9.1. Scattered light and the angular/longitudinal spread of the light of
-secondaries are not simulated (the secondaries' light is emitted on the Cherenkov cone of the
-muon, as extra direct light).
+secondaries as a Rädel–Wiebusch ΔL/L factor (§5.3, arXiv:1206.5530), EM and hadronic showers
+after Rädel & Wiebusch (§5.4, arXiv:1210.5140; :mod:`km3sim.propagation.showers`), Jpp
+absorption lengths (§6.1), the KM3NeT 3-inch PMT area, QE and angular acceptance (§7.2) and the
+Cherenkov geometry of §9.1.
+
+Two modes: ``direct`` (default, fast) computes the expected photo-electrons of the unscattered
+light analytically (muon: line emitter on its Cherenkov cone; shower: point-like emitter in
+longitudinal bins with its angular profile) and samples them; ``photons`` tracks single photons
+with scattering (:mod:`km3sim.propagation.photons`, §6.2–6.3). In direct mode the secondaries'
+light of a muon is emitted on the muon's Cherenkov cone and nothing is scattered.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -24,8 +30,15 @@ from km3sim.detector.pmt import (
     PHOTOCATHODE_AREA_M2,
     quantum_efficiency,
 )
-from km3sim.propagation._light_kernels import expected_direct_npe, simulate_direct_light
+from km3sim.propagation import showers as sh
+from km3sim.propagation._light_kernels import (
+    expected_direct_npe,
+    expected_shower_npe,
+    simulate_direct_light,
+    simulate_shower_light,
+)
 from km3sim.propagation.water import water_for_site
+from km3sim.errors import StageError
 from km3sim.stage import Site, Stage, StageConfig, StageContext, register_stage
 from km3sim.table import Table
 
@@ -35,6 +48,7 @@ __all__ = [
     "frank_tamm_yield",
     "radel_wiebusch_coefficients",
     "photon_yield",
+    "shower_light_arrays",
     "DirectLightConfig",
     "DirectLight",
 ]
@@ -140,11 +154,23 @@ def photon_yield(distance_m, water, wavelength_min_nm=300.0, wavelength_max_nm=7
 class DirectLightConfig(StageConfig):
     """Configuration of :class:`DirectLight`."""
 
+    mode: Literal["direct", "photons"] = Field(
+        "direct", description="'direct': analytic unscattered light (fast); 'photons': photon tracker with scattering"
+    )
     max_distance_m: float = Field(300.0, gt=0.0, description="maximum photon path d_γ [m]")
     wavelength_min_nm: float = Field(300.0, gt=0.0, description="lower end of the wavelength integral [nm]")
     wavelength_max_nm: float = Field(700.0, gt=0.0, description="upper end of the wavelength integral [nm]")
     absorption_scale: float = Field(1.0, gt=0.0, description="factor on the Jpp absorption lengths")
     secondaries: bool = Field(True, description="add the Rädel–Wiebusch light of secondaries (ΔL/L)")
+    showers: bool = Field(True, description="light of shower rows of mc_tracks (e±, γ, π⁰, hadrons)")
+    shower_fluctuations: bool = Field(True, description="draw each shower's light yield from its Rädel–Wiebusch spread")
+    shower_bins: int = Field(20, ge=1, le=100, description="longitudinal bins of equal light of a shower (direct mode)")
+    scattering: bool = Field(True, description="scatter photons (photons mode)")
+    scattering_scale: float = Field(1.0, gt=0.0, description="factor on the Kopelevich scattering lengths (photons mode)")
+    dom_radius_m: float = Field(0.216, gt=0.0, lt=1.0, description="DOM sphere radius for the photon tracker [m]")
+    grid_cell_m: float | None = Field(
+        None, gt=0.0, description="cell of the tracker's DOM column grid [m] (default: half the DU spacing)"
+    )
 
     @model_validator(mode="after")
     def _check_range(self):
@@ -155,13 +181,44 @@ class DirectLightConfig(StageConfig):
         return self
 
 
+def shower_light_arrays(tracks: Table, n_bins: int):
+    """Per-shower inputs of the shower-light kernels for the shower rows of ``tracks``.
+
+    Returns
+    -------
+    rows : int64 array
+        Row index of each shower in ``tracks``.
+    length, sigma : float64 arrays
+        Mean Cherenkov track length and its spread [m] (:mod:`~km3sim.propagation.showers`).
+    z_mid, z_edges : float64 arrays (n, n_bins), (n, n_bins + 1)
+        Depths of the bins of equal light fraction [m]: the medians of the bins and their edges
+        (the last edge at the 99.9 % quantile).
+    """
+    kind = sh.shower_kind(tracks["pdgid"])
+    rows = np.flatnonzero(kind >= 0)
+    k = kind[rows].astype(np.int64)
+    e_vis = sh.visible_energy(tracks["pdgid"][rows], tracks["energy"][rows])
+    length = np.asarray(sh.cherenkov_track_length(e_vis, k), dtype=np.float64).reshape(-1)
+    sigma = np.asarray(sh.cherenkov_track_length_sigma(e_vis, k), dtype=np.float64).reshape(-1)
+    edges_q = np.arange(n_bins + 1) / n_bins
+    edges_q[-1] = 0.999
+    mid_q = (np.arange(n_bins) + 0.5) / n_bins
+    if len(rows):
+        z_mid = sh.longitudinal_quantiles(e_vis, k, mid_q)
+        z_edges = sh.longitudinal_quantiles(e_vis, k, edges_q)
+    else:
+        z_mid = np.zeros((0, n_bins))
+        z_edges = np.zeros((0, n_bins + 1))
+    return rows, length, sigma, np.ascontiguousarray(z_mid), np.ascontiguousarray(z_edges)
+
+
 @register_stage
 class DirectLight(Stage):
-    """Direct (unscattered) Cherenkov light of muon tracks at every usable PMT.
+    """Cherenkov light of muon tracks and showers at every usable PMT.
 
-    For every muon (|pdgid| = 13, length > 0; the track runs from ``pos`` along ``dir`` for
-    ``length`` m starting at ``time``) and every usable PMT, the expected number of
-    photo-electrons of a line emitter (PHYSICS.md §5.1, §7.2, §9.1)::
+    **Muons, direct mode.** For every muon (|pdgid| = 13, length > 0; the track runs from
+    ``pos`` along ``dir`` for ``length`` m starting at ``time``) and every usable PMT, the
+    expected number of photo-electrons of a line emitter (PHYSICS.md §5.1, §7.2, §9.1)::
 
         μ = A_pmt · A(c) · Y(d_γ) / (2π d_c sinθ_c) · (1 + ΔL/L(E))
 
@@ -173,15 +230,29 @@ class DirectLight(Stage):
     arrival time t = time + z_emit/c + d_γ·n_g/c of §9.1 (no PMT t0: that is a calibration
     offset), with ``origin`` = track_id.
 
+    Secondaries (δ-rays, pair production, bremsstrahlung below 500 MeV) add
+    ΔL/L = λ + κ ln(E/GeV) (Rädel & Wiebusch, arXiv:1206.5530), with E the muon energy at the
+    emission point (energy loss spread uniformly along the track). Their light is put on the
+    muon's Cherenkov cone. Stochastic losses above that appear as shower rows.
+
+    **Showers, direct mode.** Rows with pdgid ±11, 22, 111 (EM) or other hadrons (hadronic,
+    e.g. the pdgid 211 "hadronic system" of a neutrino interaction or the showers of a muon's
+    stochastic losses) emit the light of a Rädel–Wiebusch shower (PHYSICS.md §5.4,
+    :mod:`~km3sim.propagation.showers`): Cherenkov track length l(E) (drawn from its spread
+    with ``shower_fluctuations``), the angular profile about the axis, and ``shower_bins``
+    longitudinal bins of equal light; see
+    :func:`~km3sim.propagation._light_kernels.simulate_shower_light`. Arrival times
+    t = t_shower + z/c + r·n_g/c. Shower light uses its own random stream of the event.
+
+    **Photons mode** (``mode: photons``): all emitters are simulated by the photon tracker
+    (:class:`~km3sim.propagation.photons.PhotonTracker`) with absorption, Kopelevich scattering
+    (``scattering``) and the p0.0075 phase function; the arrival time is that at the DOM sphere.
+    Without scattering its mean npe agrees with direct mode (tests/propagation/test_photons.py).
+
     Only usable PMTs (``detector.pmt_usable`` where available, else ``pmt_status_ok``) are
     illuminated. PMTs farther than ``max_distance_m`` of photon path are skipped: for 1 TeV
     muons crossing or passing a 115-DU block the light beyond 300 m is 1e-4 (ORCA) and 3e-3
     (ARCA) of the total.
-
-    Secondaries (δ-rays, pair production, bremsstrahlung) add ΔL/L = λ + κ ln(E/GeV)
-    (Rädel & Wiebusch, arXiv:1206.5530), with E the muon energy at the emission point (energy
-    loss spread uniformly along the track). Their light is put on the muon's Cherenkov cone;
-    scattering and the angular spread of the secondaries' light are not simulated.
     """
 
     name = "direct_light"
@@ -193,7 +264,7 @@ class DirectLight(Stage):
     def __init__(self, config: DirectLightConfig | None = None, detector=None, site: Site | None = None):
         super().__init__(config, detector, site)
         cfg = self.config
-        self.water = water_for_site(self.site, cfg.absorption_scale)
+        self.water = water_for_site(self.site, cfg.absorption_scale, cfg.scattering_scale)
         self.n_phase = float(self.water.refractive_index_phase(REFERENCE_WAVELENGTH_NM))
         self.n_group = float(self.water.refractive_index_group(REFERENCE_WAVELENGTH_NM))
         self.cos_c = 1.0 / self.n_phase
@@ -212,7 +283,11 @@ class DirectLight(Stage):
         self._acc_table = np.ascontiguousarray(
             np.interp(acc_grid, ACCEPTANCE_TABLE_COS, ACCEPTANCE_TABLE, left=1.0, right=0.0)
         )
+        # shower angular profile dN/dcosθ on a uniform grid, at the reference index
+        self._ang_pdf, _ = sh.angular_profile_tables(self.n_phase)
+        self._ang_dc = 2.0 / (len(self._ang_pdf) - 1)
         self._pmt_cache: tuple | None = None
+        self._tracker_cache: tuple | None = None
         log.debug(
             "direct_light: n_ph=%.4f n_g=%.4f theta_c=%.2f deg, Y(0)=%.4g pe/m",
             self.n_phase, self.n_group, math.degrees(math.acos(self.cos_c)), self._yield_table[0],
@@ -231,6 +306,13 @@ class DirectLight(Stage):
             self.sin_c, self.tan_c, MIN_CLOSEST_APPROACH_M, cfg.max_distance_m, PHOTOCATHODE_AREA_M2,
             0.0, float(self._d_grid[1]), self._yield_table, self._acc_c0, _ACCEPTANCE_STEP, self._acc_table,
             bool(cfg.secondaries), self.rw_lambda, self.rw_kappa,
+        )
+
+    def _shower_params(self):
+        return (
+            MIN_CLOSEST_APPROACH_M, self.config.max_distance_m, PHOTOCATHODE_AREA_M2,
+            0.0, float(self._d_grid[1]), self._yield_table, self._acc_c0, _ACCEPTANCE_STEP, self._acc_table,
+            -1.0, self._ang_dc, self._ang_pdf,
         )
 
     def expected_npe(self, pos, direction, energy, length, pmt_pos, pmt_dir, energy_lost=0.0):
@@ -260,6 +342,35 @@ class DirectLight(Stage):
             sin_c, tan_c, d_floor, max_d, area, d0, dd, ytab, c0, dc, atab, sec, rwl, rwk,
         )
 
+    def expected_shower_npe(self, pos, direction, energy, pdgid, pmt_pos, pmt_dir):
+        """Expected photo-electrons of one shower (mean light yield) at the given PMTs (direct mode).
+
+        Parameters
+        ----------
+        pos, direction : array_like, shape (3,)
+            Shower vertex [m] and axis.
+        energy : float
+            Energy of the shower particle [GeV].
+        pdgid : int
+            PDG code of the shower particle (EM or hadronic, see :func:`~km3sim.propagation.showers.shower_kind`).
+        pmt_pos, pmt_dir : array_like, shape (n, 3)
+
+        Returns
+        -------
+        mu : ndarray (n,)
+        """
+        tracks = {"pdgid": np.array([pdgid]), "energy": np.array([float(energy)])}
+        rows, length, _, z_mid, _ = shower_light_arrays(tracks, self.config.shower_bins)
+        if len(rows) == 0:
+            raise ValueError(f"pdgid {pdgid} does not make a shower")
+        d = np.asarray(direction, dtype=np.float64)
+        return expected_shower_npe(
+            np.asarray(pos, dtype=np.float64), d / np.linalg.norm(d), float(length[0]), np.ascontiguousarray(z_mid[0]),
+            np.ascontiguousarray(np.atleast_2d(pmt_pos), dtype=np.float64),
+            np.ascontiguousarray(np.atleast_2d(pmt_dir), dtype=np.float64),
+            *self._shower_params(),
+        )
+
     def _pmts(self, detector):
         if self._pmt_cache is not None and self._pmt_cache[0] is detector:
             return self._pmt_cache[1:]
@@ -270,14 +381,55 @@ class DirectLight(Stage):
         self._pmt_cache = (detector, index, pos, dirs)
         return index, pos, dirs
 
+    def tracker(self, detector):
+        """The :class:`~km3sim.propagation.photons.PhotonTracker` of photons mode for ``detector`` (cached)."""
+        if self._tracker_cache is not None and self._tracker_cache[0] is detector:
+            return self._tracker_cache[1]
+        from km3sim.propagation.photons import PhotonTracker
+
+        cfg = self.config
+        tracker = PhotonTracker.from_detector(
+            detector, self.water, dom_radius_m=cfg.dom_radius_m, wavelength_min_nm=cfg.wavelength_min_nm,
+            wavelength_max_nm=cfg.wavelength_max_nm, max_distance_m=cfg.max_distance_m, scattering=cfg.scattering,
+            secondaries=cfg.secondaries, grid_cell_m=cfg.grid_cell_m, reference_wavelength_nm=REFERENCE_WAVELENGTH_NM,
+        )
+        self._tracker_cache = (detector, tracker)
+        return tracker
+
     # ------------------------------------------------------------------ stage
     def process(self, tables: dict[str, Table], ctx: StageContext) -> dict[str, Table]:
         detector = self.detector if self.detector is not None else ctx.detector
         tracks = tables["mc_tracks"]
+        if self.config.mode == "photons":
+            parts = self._photons(tracks, ctx, detector)
+        else:
+            parts = [self._direct_muons(tracks, ctx, detector)]
+            if self.config.showers:
+                parts.append(self._direct_showers(tracks, ctx, detector))
+        parts = [p for p in parts if p is not None]
+        if not parts:
+            return {"mc_hits": schema.empty_table("mc_hits")}
+        ev, pmt_idx, time, origin = (np.concatenate(c) for c in zip(*parts))
+        n = len(time)
+        hits = schema.make_table(
+            "mc_hits",
+            event_id=ev,
+            pmt_id=detector.pmt_id[pmt_idx],
+            dom_id=detector.pmt_dom_id[pmt_idx],
+            channel_id=detector.pmt_channel[pmt_idx],
+            time=time,
+            npe=np.ones(n, dtype=np.int32),
+            origin=origin,
+        )
+        order = np.lexsort((hits["origin"], hits["pmt_id"], hits["time"], hits["event_id"]))
+        log.debug("direct_light (%s): %d tracks -> %d pe", self.config.mode, len(tracks), n)
+        return {"mc_hits": hits[order]}
+
+    def _direct_muons(self, tracks: Table, ctx: StageContext, detector):
         sel = (np.abs(tracks["pdgid"]) == 13) & (tracks["length"] > 0.0)
         muons = tracks[sel].sort(("event_id", "track_id"))
         if len(muons) == 0:
-            return {"mc_hits": schema.empty_table("mc_hits")}
+            return None
         event_ids, offsets = muons.offsets()
         seeds = ctx.seeds(event_ids)
         pmt_index, pmt_pos, pmt_dir = self._pmts(detector)
@@ -296,17 +448,39 @@ class DirectLight(Stage):
             pmt_index, pmt_pos, pmt_dir,
             sin_c, tan_c, self.n_group, d_floor, max_d, area, d0, dd, ytab, c0, dc, atab, sec, rwl, rwk,
         )
-        n = len(time)
-        hits = schema.make_table(
-            "mc_hits",
-            event_id=event_ids[ev_idx],
-            pmt_id=detector.pmt_id[pmt_idx],
-            dom_id=detector.pmt_dom_id[pmt_idx],
-            channel_id=detector.pmt_channel[pmt_idx],
-            time=time,
-            npe=np.ones(n, dtype=np.int32),
-            origin=origin,
+        return event_ids[ev_idx], pmt_idx, time, origin
+
+    def _direct_showers(self, tracks: Table, ctx: StageContext, detector):
+        kind = sh.shower_kind(tracks["pdgid"])
+        showers = tracks[kind >= 0].sort(("event_id", "track_id"))
+        if len(showers) == 0:
+            return None
+        event_ids, offsets = showers.offsets()
+        seeds = ctx.seeds(event_ids)
+        _, length, sigma, z_mid, z_edges = shower_light_arrays(showers, self.config.shower_bins)
+        pmt_index, pmt_pos, pmt_dir = self._pmts(detector)
+        pos = np.ascontiguousarray(np.column_stack([showers["pos_x"], showers["pos_y"], showers["pos_z"]]), dtype=np.float64)
+        dirs = np.column_stack([showers["dir_x"], showers["dir_y"], showers["dir_z"]]).astype(np.float64)
+        norm = np.linalg.norm(dirs, axis=1)
+        if np.any(norm == 0.0):
+            raise StageError("direct_light: mc_tracks shower rows with a zero direction vector")
+        dirs = np.ascontiguousarray(dirs / norm[:, None])
+        ev_idx, pmt_idx, time, origin = simulate_shower_light(
+            seeds, offsets, pos, dirs, np.ascontiguousarray(showers["time"], dtype=np.float64),
+            length, sigma, z_mid, z_edges, np.ascontiguousarray(showers["track_id"], dtype=np.int64),
+            pmt_index, pmt_pos, pmt_dir, self.n_group, *self._shower_params(), bool(self.config.shower_fluctuations),
         )
-        order = np.lexsort((hits["pmt_id"], hits["time"], hits["event_id"]))
-        log.debug("direct_light: %d muon tracks in %d events -> %d pe", len(muons), len(event_ids), n)
-        return {"mc_hits": hits[order]}
+        return event_ids[ev_idx], pmt_idx, time, origin
+
+    def _photons(self, tracks: Table, ctx: StageContext, detector):
+        cfg = self.config
+        tracker = self.tracker(detector)
+        event_ids = np.unique(np.asarray(tracks["event_id"], dtype=np.int64))
+        if len(event_ids) == 0:
+            return []
+        emitters = tracker.emitters_from_tracks(tracks, event_ids, showers=cfg.showers,
+                                                fluctuations=cfg.shower_fluctuations)
+        if len(emitters) == 0:
+            return []
+        hits = tracker.track(emitters, ctx.seeds(event_ids))
+        return [(event_ids[hits.event], hits.pmt_index, hits.time, emitters.origin[hits.emitter])]

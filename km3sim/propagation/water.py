@@ -1,8 +1,9 @@
 """Optical properties of deep Mediterranean sea water.
 
 Refractive index after the Jpp/Bailey dispersion formula (D. Bailey, Oxford thesis 2002;
-PHYSICS.md §5.2) and the absorption length table of Jpp (PHYSICS.md §6.1). All lengths in m,
-wavelengths in nm, pressures in atm.
+PHYSICS.md §5.2), the absorption length table of Jpp (PHYSICS.md §6.1), the Kopelevich
+scattering length (Mobley, "Light and Water" p. 119; PHYSICS.md §6.2) and the "p0.0075" phase
+function (Jpp/KM3Sim; PHYSICS.md §6.3). All lengths in m, wavelengths in nm, pressures in atm.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ __all__ = [
     "refractive_index_phase_derivative",
     "refractive_index_group",
     "absorption_length",
+    "KOPELEVICH_VS",
+    "KOPELEVICH_VL",
+    "PHASE_RAYLEIGH_FRACTION",
+    "PHASE_HG_G",
+    "PHASE_RAYLEIGH_A",
+    "scattering_length",
+    "phase_function",
+    "phase_function_mean_cos",
 ]
 
 # Bailey coefficients: n_ph = A0 + AP*P + A1/λ + A2/λ² + A3/λ³  (λ in nm, P in atm)
@@ -120,6 +129,79 @@ def absorption_length(wavelength_nm, scale=1.0):
     return out if out.ndim else float(out)
 
 
+#: Concentrations of small and large particles of the Kopelevich model [ppm] (PHYSICS.md §6.2,
+#: Jpp "p0.0075" water).
+KOPELEVICH_VS = 0.0075
+KOPELEVICH_VL = 0.0075
+
+#: Weight f of the Rayleigh-like (Einstein–Smoluchowski) part of the p0.0075 phase function
+#: (PHYSICS.md §6.3).
+PHASE_RAYLEIGH_FRACTION = 0.17
+#: Asymmetry g of the Henyey–Greenstein part (PHYSICS.md §6.3).
+PHASE_HG_G = 0.924
+#: Shape parameter of the Rayleigh-like part, R(x) ∝ 1 + a·x² (PHYSICS.md §6.3).
+PHASE_RAYLEIGH_A = 0.835
+
+
+def scattering_length(wavelength_nm, v_s=KOPELEVICH_VS, v_l=KOPELEVICH_VL, scale=1.0):
+    """Scattering length of sea water [m] (Kopelevich model).
+
+    Mobley, "Light and Water" (1994) p. 119, as in Jpp/LumenManufaktur ``scattering.jl``
+    (PHYSICS.md §6.2)::
+
+        1/λ_s = 0.0017·x^4.3 + 1.34·V_s·x^1.7 + 0.312·V_l·x^0.3,   x = 550/λ
+
+    The first term is pure sea water, the others small and large particles.
+
+    Parameters
+    ----------
+    wavelength_nm : float or array_like
+        Wavelength [nm].
+    v_s, v_l : float
+        Concentrations of small and large particles [ppm] (0.0075 for the KM3NeT p0.0075 water).
+    scale : float
+        Factor applied to the resulting length.
+
+    Returns
+    -------
+    float or ndarray
+        λ_s [m], same shape as ``wavelength_nm``.
+    """
+    lam = np.asarray(wavelength_nm, dtype=np.float64)
+    x = 550.0 / lam
+    inv = 0.0017 * x**4.3 + 1.34 * v_s * x**1.7 + 0.312 * v_l * x**0.3
+    out = scale / inv
+    return out if out.ndim else float(out)
+
+
+def phase_function(cos_theta, f=PHASE_RAYLEIGH_FRACTION, g=PHASE_HG_G, a=PHASE_RAYLEIGH_A):
+    """Scattering phase function "p0.0075" per unit solid angle [1/sr].
+
+    PHYSICS.md §6.3 (Jpp/LumenManufaktur ``p00075``, KM3Sim ``G4OpMie``)::
+
+        β(x) = f·(1 + a·x²)/(4π(1 + a/3)) + (1 − f)·(1 − g²)/(4π(1 + g² − 2g·x)^{3/2})
+
+    normalised so that ∫β dΩ = 1; mean cosine (1 − f)·g.
+
+    Parameters
+    ----------
+    cos_theta : float or array_like
+        Cosine of the scattering angle.
+    f, g, a : float
+        Rayleigh fraction, Henyey–Greenstein asymmetry and Rayleigh shape parameter.
+    """
+    x = np.asarray(cos_theta, dtype=np.float64)
+    rayleigh = (1.0 + a * x * x) / (4.0 * np.pi * (1.0 + a / 3.0))
+    hg = (1.0 - g * g) / (4.0 * np.pi * (1.0 + g * g - 2.0 * g * x) ** 1.5)
+    out = f * rayleigh + (1.0 - f) * hg
+    return out if out.ndim else float(out)
+
+
+def phase_function_mean_cos(f=PHASE_RAYLEIGH_FRACTION, g=PHASE_HG_G) -> float:
+    """Mean cosine of the p0.0075 phase function, (1 − f)·g (PHYSICS.md §6.3)."""
+    return (1.0 - f) * g
+
+
 @dataclass(frozen=True)
 class WaterOptics:
     """Optical model of the water at a site.
@@ -130,10 +212,13 @@ class WaterOptics:
         Ambient pressure at the detector [atm] (enters the phase index).
     absorption_scale : float
         Factor on the Jpp absorption lengths.
+    scattering_scale : float
+        Factor on the Kopelevich scattering lengths.
     """
 
     pressure_atm: float = 240.0
     absorption_scale: float = 1.0
+    scattering_scale: float = 1.0
 
     def refractive_index_phase(self, wavelength_nm):
         """Phase index n_ph(λ) at this site's pressure (see :func:`refractive_index_phase`)."""
@@ -147,6 +232,10 @@ class WaterOptics:
         """Absorption length [m] scaled by ``absorption_scale`` (see :func:`absorption_length`)."""
         return absorption_length(wavelength_nm, self.absorption_scale)
 
+    def scattering_length(self, wavelength_nm):
+        """Kopelevich scattering length [m] scaled by ``scattering_scale`` (see :func:`scattering_length`)."""
+        return scattering_length(wavelength_nm, scale=self.scattering_scale)
+
 
 #: Water at the KM3NeT sites (PHYSICS.md §5.2: ORCA 240 atm, ARCA 350 atm). Both use the same
 #: Jpp absorption table for now; site-specific tables can replace it here.
@@ -156,6 +245,10 @@ WATER_PRESETS = {
 }
 
 
-def water_for_site(site, absorption_scale: float = 1.0) -> WaterOptics:
-    """The water model of a :class:`km3sim.stage.Site` (its pressure) with an absorption scale."""
-    return WaterOptics(pressure_atm=float(site.pressure_atm), absorption_scale=float(absorption_scale))
+def water_for_site(site, absorption_scale: float = 1.0, scattering_scale: float = 1.0) -> WaterOptics:
+    """The water model of a :class:`km3sim.stage.Site` (its pressure) with absorption and scattering scales."""
+    return WaterOptics(
+        pressure_atm=float(site.pressure_atm),
+        absorption_scale=float(absorption_scale),
+        scattering_scale=float(scattering_scale),
+    )

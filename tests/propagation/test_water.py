@@ -13,6 +13,9 @@ from km3sim.propagation.water import (
     refractive_index_group,
     refractive_index_phase,
     refractive_index_phase_derivative,
+    phase_function,
+    phase_function_mean_cos,
+    scattering_length,
     water_for_site,
 )
 from km3sim.stage import SITE_PRESETS
@@ -79,3 +82,30 @@ def test_site_presets():
     assert w.refractive_index_phase(470.0) == pytest.approx(1.3508, abs=6e-5)
     assert w.absorption_length(470.0) == pytest.approx(0.9 * 60.214, abs=1e-3)
     assert w.refractive_index_group(470.0) == refractive_index_group(470.0, 350.0)
+
+
+# PHYSICS.md §6.2 [D] table (1 decimal); 550 nm is 70.97 m (printed 70.9 there)
+@pytest.mark.parametrize("lam, ls", [(300, 18.5), (350, 27.6), (400, 37.7), (440, 46.2), (470, 52.8),
+                                     (500, 59.6), (550, 70.9), (600, 82.5)])
+def test_scattering_length_kopelevich(lam, ls):
+    assert scattering_length(lam) == pytest.approx(ls, abs=0.1)
+
+
+def test_scattering_molecular_fraction():
+    # PHYSICS.md §6.2: pure-water fraction of 1/λ_s is 0.18 at 470 nm, 0.25 at 400, 0.43 at 300
+    for lam, frac in [(470.0, 0.18), (400.0, 0.25), (300.0, 0.43)]:
+        assert 0.0017 * (550.0 / lam) ** 4.3 * scattering_length(lam) == pytest.approx(frac, abs=0.006)
+    w = WATER_PRESETS["arca"]
+    assert w.scattering_length(470.0) == scattering_length(470.0)
+
+
+def test_phase_function_normalisation_and_mean_cosine():
+    from scipy.integrate import quad
+
+    norm = 2 * math.pi * quad(phase_function, -1, 1, epsabs=0, epsrel=1e-11)[0]
+    assert norm == pytest.approx(1.0, rel=1e-9)
+    mean = 2 * math.pi * quad(lambda x: x * phase_function(x), -1, 1, epsabs=0, epsrel=1e-11)[0]
+    assert mean == pytest.approx(0.767, abs=5e-4)  # PHYSICS.md §6.3 [D]: (1 − f)·g = 0.767
+    assert phase_function_mean_cos() == pytest.approx((1 - 0.17) * 0.924)
+    # λ_eff = λ_s/(1 − <cos>) ≈ 227 m at 470 nm (PHYSICS.md §6.3 [D])
+    assert scattering_length(470.0) / (1 - mean) == pytest.approx(227.0, abs=1.0)
