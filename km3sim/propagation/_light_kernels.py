@@ -344,7 +344,7 @@ def expected_shower_npe(
 @nb.njit(cache=True)
 def simulate_shower_light(
     seeds, shower_offsets, sh_pos, sh_dir, sh_time, sh_length, sh_sigma, sh_z_mid, sh_z_edges, sh_track_id,
-    pmt_index, pmt_pos, pmt_dir, n_group, r_floor, max_distance, area, d0, dd, yield_table,
+    sh_reach, pmt_index, pmt_pos, pmt_dir, n_group, r_floor, max_distance, area, d0, dd, yield_table,
     c0, dc, acc_table, ang_c0, ang_dc, ang_pdf, fluctuations,
 ):
     """Photo-electrons of the direct (unscattered) light of showers (PHYSICS.md §5.4, §6.1, §7.2).
@@ -360,7 +360,9 @@ def simulate_shower_light(
     Frank–Tamm yield per metre after absorption over r (:func:`photon_yield`) and w the photon
     direction (point-source fluence (l·Y·f/2π)/r² per solid angle). The number of pe is
     Poisson(Σμ_j); each pe picks a bin ∝ μ_j and a depth uniform in that bin and arrives at
-    t = t_shower + z/c + |x − p − z u|·n_g/c. Zero beyond ``max_distance``.
+    t = t_shower + z/c + |x − p − z u|·n_g/c. Zero beyond ``max_distance``, and PMTs farther
+    than ``sh_reach[s]`` from every bin of shower s are skipped (the light stage sets the reach
+    where a PMT would get less than a negligible expected npe, see ``shower_npe_cut``).
 
     Returns
     -------
@@ -393,7 +395,7 @@ def simulate_shower_light(
                 continue
             w = length / n_bins
             z_far = sh_z_edges[s, n_bins]
-            reach = max_distance + z_far
+            reach = min(max_distance, sh_reach[s]) + z_far
             for k in range(n_pmts):
                 xx = pmt_pos[k, 0]
                 xy = pmt_pos[k, 1]

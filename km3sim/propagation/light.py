@@ -165,6 +165,10 @@ class DirectLightConfig(StageConfig):
     showers: bool = Field(True, description="light of shower rows of mc_tracks (e±, γ, π⁰, hadrons)")
     shower_fluctuations: bool = Field(True, description="draw each shower's light yield from its Rädel–Wiebusch spread")
     shower_bins: int = Field(20, ge=1, le=100, description="longitudinal bins of equal light of a shower (direct mode)")
+    shower_npe_cut: float = Field(
+        1e-4, gt=0.0, le=1e-2,
+        description="direct mode: skip PMTs that a shower can give at most this many expected pe (speed; the light dropped per PMT is below it)",
+    )
     scattering: bool = Field(True, description="scatter photons (photons mode)")
     scattering_scale: float = Field(1.0, gt=0.0, description="factor on the Kopelevich scattering lengths (photons mode)")
     dom_radius_m: float = Field(0.216, gt=0.0, lt=1.0, description="DOM sphere radius for the photon tracker [m]")
@@ -274,6 +278,7 @@ class DirectLight(Stage):
         d_max = max(cfg.max_distance_m, 1.0) * 1.001
         n_grid = max(_YIELD_GRID_MIN_POINTS, int(math.ceil(d_max / _YIELD_GRID_STEP_M)) + 1)
         self._d_grid = np.linspace(0.0, d_max, n_grid)
+        self._reach_envelope = None
         self._yield_table = np.ascontiguousarray(
             photon_yield(self._d_grid, self.water, cfg.wavelength_min_nm, cfg.wavelength_max_nm)
         )
@@ -450,6 +455,26 @@ class DirectLight(Stage):
         )
         return event_ids[ev_idx], pmt_idx, time, origin
 
+    def shower_reach(self, track_length) -> np.ndarray:
+        """Distance [m] beyond which a shower of Cherenkov track length ``track_length`` [m]
+        gives every PMT less than ``shower_npe_cut`` expected pe (direct mode).
+
+        Upper bound of the expected pe at distance r: all the light from the point of the
+        axis nearest the PMT, at the peak of the angular profile, head-on acceptance 1:
+        ``A_pmt · l · Y(r) · max f / (2π r²)`` (same terms as the kernel), made non-increasing
+        in r; the reach is where it falls below the cut (at most ``max_distance_m``).
+        """
+        if self._reach_envelope is None:
+            r = np.maximum(self._d_grid, MIN_CLOSEST_APPROACH_M)
+            bound = PHOTOCATHODE_AREA_M2 * self._yield_table * float(np.max(self._ang_pdf)) / (2.0 * np.pi * r * r)
+            self._reach_envelope = np.maximum.accumulate(bound[::-1])[::-1]  # non-increasing
+        env = self._reach_envelope
+        lengths = np.atleast_1d(np.asarray(track_length, dtype=np.float64))
+        # first grid point where l * env < cut: env < cut / l; env is non-increasing -> search on -env
+        idx = np.searchsorted(-env, -self.config.shower_npe_cut / np.maximum(lengths, 1e-300), side="right")
+        out = np.where(idx < len(env), self._d_grid[np.minimum(idx, len(env) - 1)], self.config.max_distance_m)
+        return np.ascontiguousarray(np.minimum(out, self.config.max_distance_m), dtype=np.float64)
+
     def _direct_showers(self, tracks: Table, ctx: StageContext, detector):
         kind = sh.shower_kind(tracks["pdgid"])
         showers = tracks[kind >= 0].sort(("event_id", "track_id"))
@@ -465,10 +490,11 @@ class DirectLight(Stage):
         if np.any(norm == 0.0):
             raise StageError("direct_light: mc_tracks shower rows with a zero direction vector")
         dirs = np.ascontiguousarray(dirs / norm[:, None])
+        reach = self.shower_reach(length + (5.0 * sigma if self.config.shower_fluctuations else 0.0))
         ev_idx, pmt_idx, time, origin = simulate_shower_light(
             seeds, offsets, pos, dirs, np.ascontiguousarray(showers["time"], dtype=np.float64),
             length, sigma, z_mid, z_edges, np.ascontiguousarray(showers["track_id"], dtype=np.int64),
-            pmt_index, pmt_pos, pmt_dir, self.n_group, *self._shower_params(), bool(self.config.shower_fluctuations),
+            reach, pmt_index, pmt_pos, pmt_dir, self.n_group, *self._shower_params(), bool(self.config.shower_fluctuations),
         )
         return event_ids[ev_idx], pmt_idx, time, origin
 

@@ -434,3 +434,24 @@ def test_showers_do_not_change_muon_light():
     both = stage.run({"mc_tracks": Table.concat([mu, shw]).sort(("event_id", "track_id"))}, make_ctx(det, ev))["mc_hits"]
     assert set(np.unique(both["origin"])) == {0, 1}
     assert both[both["origin"] == 0].equals(only_mu)
+
+
+@pytest.mark.parametrize("energy", [1.0, 30.0, 1000.0])
+def test_shower_reach_drops_only_negligible_light(energy):
+    """PMTs beyond the shower reach get less than shower_npe_cut expected pe each (bound of
+    the kernel's own expectation), and the reach grows with the shower energy."""
+    from km3sim.detector.geometry import build_orca_block
+    from km3sim.propagation import showers as sh
+
+    det = build_orca_block(n_dus=7)
+    stage = DirectLight(detector=det, site=SITE)
+    centre = det.pmt_pos.mean(axis=0)
+    direction = np.array([0.3, 0.0, -1.0]) / np.linalg.norm([0.3, 0.0, -1.0])
+    mu = stage.expected_shower_npe(centre, direction, energy, 11, det.pmt_pos, det.pmt_dir)
+    lengths = np.atleast_1d(sh.cherenkov_track_length(np.array([energy]), sh.shower_kind(np.array([11])))).astype(float)
+    reach = stage.shower_reach(lengths)[0]
+    dist = np.linalg.norm(det.pmt_pos - centre, axis=1)
+    far = dist > reach + 20.0  # beyond the reach from every point of the shower (extent < 20 m)
+    assert np.all(mu[far] < stage.config.shower_npe_cut)
+    assert mu[~far].sum() > 0
+    assert stage.shower_reach(lengths * 10)[0] >= reach
