@@ -49,6 +49,7 @@ __all__ = [
     "total_n_gen",
     "rate_weights",
     "expected_events",
+    "one_weight",
 ]
 
 #: flux(pdgid, energy_gev, cos_zenith) -> flux [GeV^-1 m^-2 s^-1 sr^-1]
@@ -290,6 +291,20 @@ def total_n_gen(events) -> int:
 
 def _select(events, mask: np.ndarray, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
     return {c: _col(events, c)[mask] for c in columns}
+
+
+def one_weight(events) -> np.ndarray:
+    """IceCube-style OneWeight [GeV cm^2 sr] of each event: ``weight_w2`` in cm^2.
+
+    IceCube defines OneWeight = P_int / E^-gamma x I_E x A_gen x Omega_gen and the rate
+    ``OneWeight x Phi / (N_events x type_fraction)`` (PHYSICS.md §3.5). km3sim's w2 already
+    contains the division by the fraction of the type, so with OneWeight = w2 x 1e4 the rate
+    is ``OneWeight x Phi[GeV^-1 cm^-2 s^-1 sr^-1] / n_gen`` (type_fraction = 1 in IceCube's
+    formula), ``n_gen`` summed over the merged runs as in :func:`total_n_gen`.
+
+    Rows without a generation weight (MUPAGE) give NaN.
+    """
+    return np.asarray(events["weight_w2"], dtype=np.float64) * 1e4
 
 
 def rate_weights(events, flux: FluxFunction | None = None, *, totals_from=None) -> np.ndarray:

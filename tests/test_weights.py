@@ -14,6 +14,7 @@ from km3sim.weights import (
     HondaFlux,
     expected_events,
     honda_flux,
+    one_weight,
     power_law_flux,
     rate_weights,
     read_honda_table,
@@ -187,3 +188,13 @@ def test_honda_table_errors(tmp_path):
     empty.write_text("\n")
     with pytest.raises(StageFileError, match="no 'average flux"):
         read_honda_table(empty)
+
+
+def test_one_weight_gives_the_same_rate_in_icecube_units():
+    nu = neutrino_sample()
+    # the same flux in m^-2 and in cm^-2 (1e-4 of it)
+    rate_m2 = rate_weights(nu, power_law_flux(2e-4, 2.7))
+    ow = one_weight(nu)
+    rate_cm2 = ow * 2e-8 * nu["energy"] ** -2.7 / total_n_gen(nu)
+    np.testing.assert_allclose(rate_cm2, rate_m2, rtol=1e-12)
+    assert np.all(np.isnan(one_weight(muon_sample())))
