@@ -83,6 +83,7 @@ from pydantic import Field, field_validator, model_validator
 from km3sim.constants import C_LIGHT
 from km3sim.errors import ConfigError, StageError
 from km3sim.generators.can import Can, can_from_detector
+from km3sim.generators._kernels import mupage_mean_radius, mupage_radial_alpha
 from km3sim.generators.cosmic_rays import GENERATION_GROUPS, GROUP_NAMES, get_flux_model, mass_number
 from km3sim.generators.muons import MUON_CHARGE_RATIO
 from km3sim.propagation._muon_kernels import energy_after_one
@@ -226,11 +227,11 @@ def _gamma_deviate(s, k):
 
 
 @nb.njit(cache=True)
-def _mupage_lateral(m, h, theta):
-    """(R0, alpha) of the MUPAGE dN/dR = C R / (R + R0)^alpha (PHYSICS.md §1.2), m -> min(m, 4)."""
-    mm = min(m, 4)
-    mean_r = (-1.786 * mm + 28.26) * h ** (-1.06) / (1.0 + math.exp(10.4 * (theta - 1.3)))
-    alpha = (-0.448 * mm + 4.969) * math.exp((0.0194 * mm + 0.276) * h)
+def _mupage_lateral(m, h, cos_zenith):
+    """(R0, alpha) of the MUPAGE dN/dR = C R / (R + R0)^alpha (PHYSICS.md §1.2), m -> min(m, 4);
+    the parameters are those of the bundle generator (:mod:`km3sim.generators._kernels`)."""
+    mean_r = mupage_mean_radius(m, h, cos_zenith)
+    alpha = mupage_radial_alpha(m, h)
     return 0.5 * (alpha - 3.0) * mean_r, alpha
 
 
@@ -490,7 +491,7 @@ def simulate_air_showers(
         e2y = dz * e1x
         e2z = dx * e1y - dy * e1x
         if spread:
-            r0, alpha = _mupage_lateral(nmu, density * depth * 1e-3, math.acos(min(u, 1.0)))
+            r0, alpha = _mupage_lateral(nmu, density * depth * 1e-3, min(u, 1.0))
         kept = 0
         for _j in range(nmu):
             if use_prompt and rng_uniform(s) * lam < lam_p:
@@ -644,7 +645,7 @@ def surface_energy_threshold(path_m, energy_final_gev=0.0, table: ContinuousLoss
 
 def mupage_lateral_parameters(multiplicity: int, h_kmwe: float, theta_rad: float) -> tuple[float, float, float]:
     """(<R> [m], alpha, R0 [m]) of the MUPAGE lateral distribution (PHYSICS.md §1.2)."""
-    r0, alpha = _mupage_lateral(int(multiplicity), float(h_kmwe), float(theta_rad))
+    r0, alpha = _mupage_lateral(int(multiplicity), float(h_kmwe), math.cos(float(theta_rad)))
     mean_r = 2.0 * r0 / (alpha - 3.0)
     return float(mean_r), float(alpha), float(r0)
 
