@@ -130,6 +130,17 @@ class Stage:
             checked[tname] = table
         return checked
 
+    def chunk_event_ids(self, ctx: "StageContext") -> np.ndarray:
+        """The chunk's event ids as sorted int64 (generators produce rows in this order).
+
+        Raises :class:`StageError` on duplicate ids."""
+        ids = np.asarray(ctx.event_ids, dtype=np.int64)
+        if len(ids) > 1 and np.any(np.diff(ids) <= 0):
+            if len(np.unique(ids)) != len(ids):
+                raise StageError(f"stage {self.name!r}: duplicate event ids in the chunk")
+            ids = np.sort(ids)
+        return ids
+
     def header(self) -> dict:
         """Generation parameters of this stage, stored with every output file (attribute
         ``header``): e.g. the can, the generation volume, spectra and rates. JSON-serialisable.

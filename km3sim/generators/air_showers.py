@@ -81,7 +81,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from km3sim.constants import C_LIGHT
-from km3sim.errors import ConfigError, StageError
+from km3sim.errors import ConfigError
 from km3sim.generators.can import Can, can_from_detector
 from km3sim.generators._kernels import mupage_mean_radius, mupage_radial_alpha
 from km3sim.generators.cosmic_rays import GENERATION_GROUPS, GROUP_NAMES, get_flux_model, mass_number
@@ -90,7 +90,8 @@ from km3sim.propagation._muon_kernels import energy_after_one
 from km3sim.propagation.muons import ContinuousLossTable
 from km3sim.random import rng_new, rng_normal, rng_poisson, rng_uniform
 from km3sim.schema import make_table
-from km3sim.stage import Site, Stage, StageConfig, StageContext, register_stage
+from km3sim.generators.base import CanGenerator
+from km3sim.stage import Site, StageConfig, StageContext, register_stage
 
 __all__ = [
     "AirShowerGenerator",
@@ -679,7 +680,7 @@ def _energy_integral(emin: float, emax: float, gamma: float) -> float:
 
 # ==================================================================================== stage
 @register_stage
-class AirShowerGenerator(Stage):
+class AirShowerGenerator(CanGenerator):
     """Cosmic-ray primaries on the can and their muon bundles (module docstring).
 
     Attributes
@@ -819,14 +820,6 @@ class AirShowerGenerator(Stage):
         if cfg.lateral == "mupage" and (h_lo < 1.5 or h_hi > 5.0):
             logger.warning("air showers: can depths %.2f-%.2f km w.e. outside the MUPAGE lateral-distribution range 1.5-5", h_lo, h_hi)
 
-    def _require_setup(self, detector=None, site: Site | None = None) -> None:
-        if self.can is None:
-            if detector is None:
-                raise StageError(f"stage {self.name!r} needs a detector to build its can")
-            if site is not None and not self._site_given:
-                self.site = site
-            self._setup(detector)
-
     def header(self) -> dict:
         self._require_setup()
         cfg = self.config
@@ -914,11 +907,7 @@ class AirShowerGenerator(Stage):
 
     def process(self, tables, ctx: StageContext):
         self._require_setup(ctx.detector, ctx.site)
-        ids = np.asarray(ctx.event_ids, dtype=np.int64)
-        if len(ids) > 1 and np.any(np.diff(ids) <= 0):
-            if len(np.unique(ids)) != len(ids):
-                raise StageError(f"stage {self.name!r}: duplicate event ids in the chunk")
-            ids = np.sort(ids)
+        ids = self.chunk_event_ids(ctx)
         ev, mu, pdg, w2 = self.generate(ctx.seeds(ids))
         n = len(ids)
         n_gen = int(ctx.n_events_run)

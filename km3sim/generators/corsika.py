@@ -68,7 +68,8 @@ from km3sim.io.pdg import corsika_to_pdg as _corsika_to_pdg
 from km3sim.propagation.muons import ContinuousLossTable, energy_after
 from km3sim.random import rng_new, rng_uniform
 from km3sim.schema import make_table
-from km3sim.stage import Site, Stage, StageConfig, StageContext, register_stage
+from km3sim.generators.base import CanGenerator
+from km3sim.stage import Site, StageConfig, StageContext, register_stage
 
 __all__ = ["CorsikaMuons", "CorsikaShowers", "read_corsika_muons", "corsika_to_pdg"]
 
@@ -239,7 +240,7 @@ def _impacts(seeds, u, phi, random_core, cx, cy, r, zmin, zmax):
 
 
 @register_stage
-class CorsikaMuons(Stage):
+class CorsikaMuons(CanGenerator):
     """Muons of CORSIKA showers (particle DAT files) at the can (module docstring)."""
 
     name = "corsika_muons"
@@ -317,14 +318,6 @@ class CorsikaMuons(Stage):
                 f"stage {self.name!r}: the can top (z = {self.can.zmax:.1f} m) is not below the sea surface "
                 f"(z = {self._z_surface:.1f} m); reduce can_margin_m"
             )
-
-    def _require_setup(self, detector=None, site: Site | None = None) -> None:
-        if self.can is None:
-            if detector is None:
-                raise StageError(f"stage {self.name!r} needs a detector to build its can")
-            if site is not None and not self._site_given:
-                self.site = site
-            self._setup(detector)
 
     def header(self) -> dict:
         self._require_setup()
@@ -469,11 +462,7 @@ class CorsikaMuons(Stage):
         self._require_setup(ctx.detector, ctx.site)
         cfg = self.config
         can = self.can
-        ids = np.asarray(ctx.event_ids, dtype=np.int64)
-        if len(ids) > 1 and np.any(np.diff(ids) <= 0):
-            if len(np.unique(ids)) != len(ids):
-                raise StageError(f"stage {self.name!r}: duplicate event ids in the chunk")
-            ids = np.sort(ids)
+        ids = self.chunk_event_ids(ctx)
         n = len(ids)
         rot = math.radians(cfg.frame_rotation_deg)
         shows = [self.shower(int(k)) for k in ids % EVENTS_PER_RUN_MAX]

@@ -360,11 +360,7 @@ class GeneratorFiles(Stage):
     def process(self, tables, ctx: StageContext):
         from km3sim.pipeline.plan import EVENTS_PER_RUN_MAX
 
-        ids = np.asarray(ctx.event_ids, dtype=np.int64)
-        if len(ids) > 1 and np.any(np.diff(ids) <= 0):
-            if len(np.unique(ids)) != len(ids):
-                raise StageError(f"stage {self.name!r}: duplicate event ids in the chunk")
-            ids = np.sort(ids)
+        ids = self.chunk_event_ids(ctx)
         n = len(ids)
         if n == 0:
             return {"events": empty_table("events"), "mc_tracks": empty_table("mc_tracks")}

@@ -61,7 +61,8 @@ from km3sim.generators import _kernels as K
 from km3sim.generators.can import Can, can_from_detector
 from km3sim.random import stage_key
 from km3sim.schema import make_table
-from km3sim.stage import Site, Stage, StageConfig, StageContext, register_stage
+from km3sim.generators.base import CanGenerator
+from km3sim.stage import Site, StageConfig, StageContext, register_stage
 from km3sim.table import Table
 
 __all__ = [
@@ -328,7 +329,7 @@ _NOT_CACHED = ("config", "detector", "site", "_site_given", "last_acceptance", "
 
 
 @register_stage
-class AtmosphericMuonGenerator(Stage):
+class AtmosphericMuonGenerator(CanGenerator):
     """Atmospheric muon bundles on the can (MUPAGE parametrisation, PHYSICS.md §1.1-§1.4).
 
     Attributes
@@ -502,14 +503,6 @@ class AtmosphericMuonGenerator(Stage):
         if len(_SETUP_CACHE) >= _SETUP_CACHE_SIZE:
             _SETUP_CACHE.pop(next(iter(_SETUP_CACHE)))
         _SETUP_CACHE[key] = {k: v for k, v in self.__dict__.items() if k not in _NOT_CACHED}
-
-    def _require_setup(self, detector=None, site: Site | None = None) -> None:
-        if self.can is None:
-            if detector is None:
-                raise StageError(f"stage {self.name!r} needs a detector to build its can")
-            if site is not None and not self._site_given:
-                self.site = site
-            self._setup(detector)
 
     def depth_kmwe(self, z):
         """Vertical depth [km w.e.] of detector-frame height ``z`` [m]: rho (D - z) / 1000."""
@@ -802,11 +795,7 @@ class AtmosphericMuonGenerator(Stage):
 
     def process(self, tables, ctx: StageContext):
         self._require_setup(ctx.detector, ctx.site)
-        ids = np.asarray(ctx.event_ids, dtype=np.int64)
-        if len(ids) > 1 and np.any(np.diff(ids) <= 0):
-            if len(np.unique(ids)) != len(ids):
-                raise StageError(f"stage {self.name!r}: duplicate event ids in the chunk")
-            ids = np.sort(ids)
+        ids = self.chunk_event_ids(ctx)
         if ctx.livetime_s <= 0 and len(ids):
             raise StageError(f"stage {self.name!r}: livetime must be > 0, got {ctx.livetime_s}")
         s = self.generate(ctx.seeds(ids), ctx.livetime_s)

@@ -92,7 +92,8 @@ from km3sim.physics.earth import EarthModel
 from km3sim.propagation.muons import ContinuousLossTable, muon_range
 from km3sim.random import rng_new, rng_uniform
 from km3sim.schema import make_table
-from km3sim.stage import Site, Stage, StageConfig, StageContext, register_stage
+from km3sim.generators.base import CanGenerator
+from km3sim.stage import Site, StageConfig, StageContext, register_stage
 
 __all__ = [
     "NeutrinoGenerator",
@@ -150,7 +151,7 @@ class PowerLawReference(StageConfig):
 
 
 @register_stage
-class NeutrinoGenerator(Stage):
+class NeutrinoGenerator(CanGenerator):
     """Neutrino interactions in and around the can, gSeaGen-like (see the module notes).
 
     Attributes
@@ -284,14 +285,6 @@ class NeutrinoGenerator(Stage):
             self.can.radius, self.can.zmin, self.can.zmax, list(cfg.flavours), list(cfg.interactions),
             cfg.spectral_index, cfg.energy_min_gev, cfg.energy_max_gev,
         )
-
-    def _require_setup(self, detector=None, site: Site | None = None) -> None:
-        if self.can is None:
-            if detector is None:
-                raise StageError(f"stage {self.name!r} needs a detector to build its can")
-            if site is not None and not self._site_given:
-                self.site = site
-            self._setup(detector)
 
     # ------------------------------------------------------------------------- the physics
     def channel_cross_sections(self, energy_gev, pdgid, z_over_a: float = xsec.Z_OVER_A_WATER) -> np.ndarray:
@@ -498,11 +491,7 @@ class NeutrinoGenerator(Stage):
 
     def process(self, tables, ctx: StageContext):
         self._require_setup(ctx.detector, ctx.site)
-        ids = np.asarray(ctx.event_ids, dtype=np.int64)
-        if len(ids) > 1 and np.any(np.diff(ids) <= 0):
-            if len(np.unique(ids)) != len(ids):
-                raise StageError(f"stage {self.name!r}: duplicate event ids in the chunk")
-            ids = np.sort(ids)
+        ids = self.chunk_event_ids(ctx)
         g = self.generate(ctx.seeds(ids), ctx.livetime_s, ctx.n_events_run)
         n = len(ids)
         p0, e0, p1, e1, has1 = self._products(g)
