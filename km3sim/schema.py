@@ -25,7 +25,7 @@ __all__ = [
     "validate_table",
 ]
 
-DATA_MODEL_VERSION = "1.1"
+DATA_MODEL_VERSION = "1.2"
 
 
 @dataclass(frozen=True)
@@ -154,13 +154,14 @@ _register(
         "One row per triggered event (KM3NeT event header).",
         {
             "event_id": _c("i8", "", "event identifier"),
-            "trigger_mask": _c("u8", "", "KM3NeT trigger mask (bit 1 3DShower, 2 MXShower, 4 3DMuon, 31 factory limit)"),
+            "trigger_mask": _c("u8", "", "KM3NeT trigger mask: bit numbers 1 3DShower, 2 MXShower, 4 3DMuon, 31 factory limit (value 1 << bit)"),
             "trigger_counter": _c("i8", "", "triggered event number in the run"),
             "snapshot_start": _c("f8", "ns", "start of the snapshot window"),
             "snapshot_end": _c("f8", "ns", "end of the snapshot window"),
             "n_hits": _c("i4", "", "number of snapshot hits"),
             "n_triggered_hits": _c("i4", "", "number of hits that took part in a trigger"),
             "n_triggered_doms": _c("i4", "", "number of DOMs with triggered hits"),
+            "overlays": _c("i4", "", "number of trigger clusters merged into this event, minus one (overlapping snapshots)", 0),
         },
         per_event=True,
     )
@@ -181,14 +182,14 @@ _register(
         "Reconstructed tracks, one row per fit result.",
         {
             "event_id": _c("i8", "", "event identifier"),
-            "rec_type": _c("i4", "", "reconstruction type (km3sim.reco.REC_TYPE_*)"),
-            "rec_stage": _c("i4", "", "last fit stage reached (1 prefit, 2 track fit)"),
+            "rec_type": _c("i4", "", "reconstruction type, KM3NeT numbering (4000 = JPP_RECONSTRUCTION_TYPE, km3sim.reco)"),
+            "rec_stage": _c("i4", "", "fit stage of the row, KM3NeT numbering: 1 JMUONPREFIT, 2 JMUONSIMPLEX, 3 JMUONGANDALF, 4 JMUONENERGY, 101 JSHOWERPREFIT, 102 JSHOWERPOSITIONFIT, 103 JSHOWERCOMPLETEFIT"),
             **_POS_DIR,
             "time": _c("f8", "ns", "time at pos"),
             "energy": _c("f8", "GeV", "energy estimate"),
-            "likelihood": _c("f8", "", "fit quality: minus the final cost (higher is better)"),
-            "n_hits": _c("i4", "", "number of hits used in the fit"),
-            "chi2_ndf": _c("f8", "", "sum of squared time residuals / sigma^2 per degree of freedom"),
+            "likelihood": _c("f8", "", "fit quality, higher is better: ln L of likelihood fits, minus the cost of prefits and least-squares fits (see km3sim.reco)"),
+            "n_hits": _c("i4", "", "number of hits (or hit PMTs) used in the fit"),
+            "chi2_ndf": _c("f8", "", "least-squares fits: sum of (time residual / sigma)^2 per degree of freedom; likelihood fits: -2 ln L per degree of freedom"),
             "beta0_rad": _c("f8", "rad", "angular error estimate from the fit covariance"),
             "status": _c("i4", "", "0 = converged, >0 = failed (see km3sim.reco)"),
         },

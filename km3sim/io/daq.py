@@ -70,6 +70,7 @@ __all__ = [
     "DAQ_TYPE_EVENT",
     "DAQ_TYPE_TIMESLICE",
     "TRIGGER_BITS",
+    "read_trigger_parameters",
 ]
 
 log = logging.getLogger(__name__)
@@ -741,7 +742,7 @@ def _events_tables(path: Path, hdr, snap, n_snap, trig, n_trig, detector) -> Daq
     events = make_table("triggered_events", event_id=ids, trigger_mask=hdr["trigger_mask"].astype(np.uint64),
                         trigger_counter=hdr["trigger_counter"].astype(np.int64), snapshot_start=start,
                         snapshot_end=end, n_hits=n_snap.astype(np.int32), n_triggered_hits=n_trig.astype(np.int32),
-                        n_triggered_doms=n_doms.astype(np.int32))
+                        n_triggered_doms=n_doms.astype(np.int32), overlays=hdr["overlays"].astype(np.int32))
     headers = Table({
         "event_id": ids, "det_id": hdr["det_id"].astype(np.int32), "run_id": hdr["run"].astype(np.int32),
         "frame_index": hdr["frame_index"].astype(np.int32), "utc_seconds": hdr["utc_seconds"].astype(np.uint32),
@@ -1030,3 +1031,94 @@ def read_timeslices(path: str | os.PathLike, stream: str | None = "L1") -> Times
     if kind == "dat":
         return _guarded(path, "timeslices", _dat_timeslices, stream)
     raise StageFileError(f"{path}: a text file holds no timeslices")
+
+
+# ------------------------------------------------------------------ trigger parameters
+#: ROOT basic type names of streamer elements and their big-endian numpy codes
+_STREAMER_BASIC = {"bool": ">u1", "char": ">i1", "unsigned char": ">u1", "short": ">i2", "unsigned short": ">u2",
+                   "int": ">i4", "unsigned int": ">u4", "long": ">i8", "long long": ">i8",
+                   "unsigned long long": ">u8", "Long64_t": ">i8", "float": ">f4", "double": ">f8"}
+
+
+def _decode_streamed(buf: bytes, pos: int, cls: str, streamers: dict, path: Path, depth: int = 0):
+    """Decode one object of class ``cls`` at ``buf[pos:]`` by its streamer info.
+
+    ROOT object-wise streaming (big-endian): a byte count (top bit set) and a version, then the
+    members in streamer order. A ``TObject`` base is its version (2), fUniqueID (4) and fBits (4),
+    without byte count. Members of classes without streamer info here (e.g. the PMT selector of
+    the NB trigger) are skipped by their byte count. Returns (dict of members, end position).
+    """
+    if depth > 8:
+        raise StageFileError(f"{path}: {cls}: nesting too deep")
+    count = int.from_bytes(buf[pos:pos + 4], "big")
+    if not count & 0x40000000:
+        raise StageFileError(f"{path}: {cls}: no byte count at byte {pos}: not object-wise streamed")
+    end = pos + 4 + (count & ~0x40000000)
+    version = int.from_bytes(buf[pos + 4:pos + 6], "big")
+    versions = streamers.get(cls)
+    if not versions or version not in versions:
+        return None, end
+    p = pos + 6
+    out = {}
+    for el in versions[version].elements:
+        name = el.member("fName")
+        tname = el.member("fTypeName")
+        if name == "TObject":
+            bits = int.from_bytes(buf[p + 6:p + 10], "big")
+            p += 10 + (2 if bits & 0x10 else 0)  # kIsReferenced: a 2-byte process id follows
+            continue
+        if tname in _STREAMER_BASIC:
+            dt = np.dtype(_STREAMER_BASIC[tname])
+            value = np.frombuffer(buf[p:p + dt.itemsize], dt)[0].item()
+            out[name] = bool(value) if tname == "bool" else value
+            p += dt.itemsize
+            continue
+        sub, p = _decode_streamed(buf, p, tname, streamers, path, depth + 1)
+        if sub is not None:
+            out[name] = sub
+    if p > end:
+        raise StageFileError(f"{path}: {cls} v{version}: members run past the byte count (corrupt)")
+    return out, end
+
+
+def read_trigger_parameters(path: str | os.PathLike) -> dict | None:
+    """The ``JTRIGGER::JTriggerParameters`` object stored in a Jpp ROOT file, or None.
+
+    Jpp writes the trigger settings of a run into its DAQ files (``JDataWriter``) and into MC
+    files it triggers (``JTriggerEfficiency``); PHYSICS.md §12 lists the values of two of
+    them. The object is decoded from its raw bytes with the file's own streamer info, so every
+    class version Jpp wrote is read with its member names, which are Jpp's parameter names
+    (``TMaxLocal_ns``, ``trigger3DMuon.roadWidth_m``, ``L2.ctMin``, ...).
+
+    Returns
+    -------
+    dict or None
+        Nested dict of the members (``trigger3DShower``, ``triggerMXShower``,
+        ``trigger3DMuon``, ``triggerNB``, ``L2``, ``SN``, ``highRateVeto_Hz``, ``L2Min``,
+        ``ctMin``, ``TMaxLocal_ns``, ``TMaxEvent_ns``, ``combineL1``, ...); None if the file
+        holds no trigger parameters (e.g. files converted with ``JConvert``).
+
+    Raises
+    ------
+    StageFileError
+        The file is no readable ROOT file or the object cannot be decoded.
+    """
+    path = Path(path)
+    if _kind(path) != "root":
+        return None
+    f = _open_root(path)
+    names = [k for k in f.keys(cycle=False) if k.split(";")[0] == "JTRIGGER::JTriggerParameters"]
+    if not names:
+        return None
+
+    def decode(p):
+        key = f.key(names[0])
+        chunk, cursor = key.get_uncompressed_chunk_cursor()
+        raw = bytes(chunk.get(cursor.index, cursor.index + key.data_uncompressed_bytes, cursor, {}))
+        streamers = {k: v for k, v in f.file.streamers.items() if k.startswith("JTRIGGER::")}
+        out, _ = _decode_streamed(raw, 0, "JTRIGGER::JTriggerParameters", streamers, p)
+        if out is None:
+            raise StageFileError(f"{p}: JTriggerParameters: class version without streamer info")
+        return out
+
+    return _guarded(path, "JTriggerParameters", decode)

@@ -1,89 +1,132 @@
-"""The KM3NeT-like trigger: L0 hits -> L1 local coincidences -> 3DMuon trigger -> snapshot.
+"""The KM3NeT trigger: L0 -> L1 -> L2 -> 3DMuon / 3DShower / MXShower -> events with snapshots.
 
-Stage :class:`Trigger3DMuon` (registered as ``"trigger"``). Parameters follow Jpp's
-``JTriggerParameters`` (PHYSICS.md §12), in snake_case with units:
+The same code triggers simulated hits (stage ``trigger``) and real KM3NeT data
+(``km3sim trigger``, :func:`trigger_hits`). Parameters: :class:`TriggerConfig` with Jpp's
+names (:mod:`km3sim.trigger.parameters`, PHYSICS.md §12). Trigger-mask bits are bit *numbers*
+as in KM3NeT files (FORMATS.md §5, km3io ``trigger.py``): 3DShower 1, MXShower 2, 3DMuon 4,
+factory limit 31, i.e. ``trigger_mask & (1 << 4)`` is the 3DMuon flag; a real ARCA event with
+all three shower/muon triggers has mask 2 + 4 + 16 = 22.
 
-* **L1** (``TMaxLocal_ns``, ``combineL1``): at least ``l1_min_hits`` hits on different PMTs of
-  one DOM within ``tmax_local_ns``; the L1 time is the time of its first hit.
-* **L2** (Jpp L2 ``TMaxLocal_ns``, ``ctMin``): an L1 that contains at least ``l2_min_hits``
-  hits on different PMTs within ``l2_tmax_ns`` (10 ns), with PMT axes at cos ≥ ``l2_ct_min``
-  to the opening hit's PMT. The L2s, at the time of their first L2 hit, are the input of the
-  3D trigger (PHYSICS.md §12: "L2 (input of the 3D triggers)"). ``l2_tmax_ns = None`` feeds
-  all L1s to the 3D trigger instead.
-* **3DMuon** (``numberOfHits``, ``numberOfModules``, ``roadWidth_m``, ``gridAngle_deg``,
-  ``DMax_m``, ``TMaxExtra_ns``): for each direction of a Fibonacci grid covering the full
-  sphere with ~``direction_step_deg`` spacing (413 directions for 10°), the input L2s are
-  tested pairwise for causal compatibility with one straight muon along that direction; the
-  largest pairwise compatible subset is found greedily (L2s with fewer compatible partners
-  than a cluster needs are dropped, then the L2 with the most incompatibilities is removed
-  until all remaining pairs are compatible); the direction fires if the subset has at least
-  ``muon_min_hits`` L2s on at least ``muon_min_doms`` DOMs. The event fires if any direction
-  fires; the triggered hits are all L0 hits of the L1s in the union of the firing subsets.
-* **Factory limit**: a time window (the longest time a causally connected cluster can span)
-  with at least ``factory_limit`` input L2s triggers without clustering (all of them are
-  triggered hits), with bit 31 set besides the 3DMuon bit 4 (FORMATS.md §5 trigger bits).
-* **Snapshot** (``TMaxEvent_ns``): all L0 hits within
-  [first triggered hit − ``tmax_event_ns``, last triggered hit + ``tmax_event_ns``].
+Levels
+------
+* **L0**: every hit.
+* **L1** (``TMaxLocal_ns``, ``combineL1``, km3sim's ``L1Min``): at least ``L1Min`` (2) hits on
+  different PMTs of one DOM within ``TMaxLocal_ns`` (25 ns) of the first of them. With
+  ``combineL1`` overlapping L1s of a DOM merge into one.
+* **L2** (``L2.numberOfHits``, ``L2.TMaxLocal_ns``, ``L2.ctMin``): an L1 holding at least
+  ``numberOfHits`` PMTs within 10 ns whose axes make cos ≥ ``ctMin`` with the first one's. The
+  L2s, at the time of their first L2 hit and at their DOM's position, are the input of the
+  three event triggers (PHYSICS.md §12).
 
-Causality condition of the 3DMuon trigger
------------------------------------------
-Take the muon along z' (speed c). A PMT at transverse distance ρ from the track and
-longitudinal coordinate z' sees direct Cherenkov light at (PHYSICS.md §9.1)
+Event triggers (light speed in water c/n, n = group index 1.38009 as in Jpp)
+-----------------------------------------------------------------------------
+Every trigger works seed by seed: each input L2 in time order opens a time window; a window
+holding more than ``factoryLimit`` hits triggers at once with all of them (bit 31 added);
+otherwise the hits compatible with the seed are clustered — the largest pairwise compatible
+subset, found greedily (:func:`~km3sim.trigger._kernels.greedy_clique`) — and a cluster of at
+least ``numberOfHits`` hits on at least ``numberOfModules`` DOMs fires.
 
-    c·t = c·t0 + z' − ρ/tanθc + ρ·n_g/sinθc = c·t0 + z' + k·ρ,
-    k = (n_g − cosθc) / sinθc,   cosθc = 1/n_phase,
+* **3DShower** (point source): two L2s i, j are compatible when their DOMs are within
+  ``DMax_m`` and |t_i − t_j| ≤ |x_i − x_j|·n/c + ``TMaxExtra_ns`` — light from one point
+  reaches two places at most their distance apart in time (triangle inequality).
+* **MXShower** (point source, L0 level): around an L2 seed (DOM d, time t) the L0 hits of the
+  DOMs within ``DMax_m`` of d with |t_h − t| ≤ D·n/c + ``TMaxExtra_ns`` are collected and
+  clustered with the same pairwise condition (pairs also within ``DMax_m``). It fires with at
+  least ``numberOfHits`` L0 hits *besides the seed hit* (more than ``numberOfHits`` in all) on
+  at least ``numberOfModules`` DOMs: every MXShower-triggered event in the real files of
+  km3net-testdata (ORCA det 44, ARCA det 133 and 267; numberOfHits 8) has ≥ 9 such hits, and
+  many have exactly 9. With these rules pure ⁴⁰K (7 kHz) on the 5-DU ORCA detector 44 gives
+  ~10 Hz of MXShower events (the real detector-44 files suggest a few Hz of events in all).
+* **3DMuon** (straight track): for every direction u of a grid with ``gridAngle_deg`` spacing
+  (a Fibonacci lattice over the full sphere, n = round(4π/step²) directions, 413 for 10°) two
+  L2s are compatible when, seen along u, their transverse distance R ≤ ``roadWidth_m``, their
+  distance ≤ ``DMax_m``, and
 
-(light is emitted at the phase-velocity Cherenkov angle and travels at the group velocity
-c/n_g; for n_g = n_phase, k = tanθc). For two hits i, j this gives
+      |c·(t_j − t_i) − (z_j − z_i)| ≤ k·min(R, roadWidth − R) + c·TMaxExtra,
+      k = (n_g − cosθc)/sinθc = 0.9517  (cosθc = 1/1.3499, n_g = 1.38009).
 
-    c·(t_j − t_i) − (z'_j − z'_i) = k·(ρ_j − ρ_i).
+  Derivation: a muon along z with speed c reaches a PMT at distance ρ from the track with its
+  direct Cherenkov light at c·t = c·t0 + z + k·ρ (PHYSICS.md §9.1: emission at the phase
+  Cherenkov angle, travel at the group velocity; k = tanθc when n_g = n_phase). Hence
+  c·Δt − Δz = k·Δρ. With both PMTs within roadWidth/2 of the track (the road width is the
+  diameter of the road, as in Jpp), |Δρ| ≤ R (triangle inequality) and
+  |Δρ| ≤ roadWidth − R (since ρ_i + ρ_j ≥ R, ρ ≤ roadWidth/2), so R ≤ roadWidth and the bound
+  above are exact necessary conditions; ``TMaxExtra_ns`` absorbs time jitter, scattering and
+  the grid's direction error. Every firing direction adds its L2s to the seed's cluster.
 
-The track position is unknown, but both PMTs lie within the road width of the track
-(0 ≤ ρ ≤ road_width) and, by the triangle inequality in the transverse plane,
-|ρ_j − ρ_i| ≤ R_ij (their transverse distance) and R_ij ≤ ρ_i + ρ_j ≤ 2·road_width. Hence
-the exact necessary conditions
+The triggered hits of a 3DMuon or 3DShower cluster are all L0 hits of its L1s; those of an
+MXShower cluster its L0 hits. A hit's ``trigger_mask`` is the OR of the bits of the clusters it
+is in.
 
-    R_ij ≤ 2·road_width,
-    |c·(t_j − t_i) − (z'_j − z'_i)| ≤ k·min(R_ij, road_width) + c·tmax_extra,
+Event building
+--------------
+A cluster's snapshot window is [first triggered hit − ``TMaxEvent_ns``, last + ``TMaxEvent_ns``];
+clusters whose windows overlap merge into one event (mask = OR of their bits, ``overlays`` =
+number of merged clusters − 1), so no L0 hit is in two snapshots. The snapshot hits are all L0
+hits in the window.
 
-with ``tmax_extra_ns`` absorbing time jitter, scattering and the grid's direction error, and
-the Jpp ``DMax`` cut |x_j − x_i| ≤ dmax. With n_phase = 1.3499 and n_g = 1.3800851282
-(constants.py), k = 0.9517; a bound R·tanθc (tanθc = 0.9068) would be ~5 % tighter than the
-geometry allows, because the light travels at the group velocity.
-
-Simplifications: one triggered event per input event (the simulated time window), so two
-muons in one window give one event; the snapshot hits are the L0 hits the detect stage wrote
-for that window (a snapshot reaching outside it is cut there); the triggered hits are all the
-hits of the L1s in a firing cluster; ``trigger_counter`` = ``event_id`` (chunk invariant and
-unique in a production, unlike a running counter).
+Choices and simplifications (compared with Jpp, whose source is not public here)
+------------------------------------------------------------------------------
+* One triggered event per simulated event: a simulated time window with several disjoint
+  events keeps the one with the most triggered hits (the others are counted and logged);
+  ``trigger_counter`` = ``event_id`` (a running counter would depend on the chunking). With
+  :func:`trigger_hits` ``one_per_window=False`` every event is returned (timeslices).
+* A seed is skipped when it already belongs to a cluster of the same trigger and its window
+  holds no hit outside such clusters (its cluster could add no new triggered hit); within one
+  seed a direction is skipped when all its hits are already in the seed's cluster.
+* DOM positions stand for the PMT positions in the causality conditions (≤ 0.2 m, < 1 ns).
+* The L2 seeds of MXShower are the trigger input (Jpp's exact seed and hit selection for this
+  trigger is not known here; the rules above reproduce every recorded MXShower bit).
+* Validation on real data (tests/trigger/test_real_data.py): re-triggering the snapshots of
+  the recorded events fires every recorded trigger bit (ORCA det 44 with its stored
+  parameters, ARCA det 267 with the ARCA21 preset and the det-232 geometry, ARCA det 133);
+  94-99 % of the hits Jpp flagged are flagged here too; ``overlays`` follows Jpp's.
+* ``highRateVeto_Hz``, the supernova (SN) and nano-beacon (NB) triggers are not part of the
+  event trigger here (the high-rate veto acts in the detector simulation).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from pydantic import Field, model_validator
 
 from km3sim import constants as C
-from km3sim.errors import ConfigError, StageError
+from km3sim.errors import StageError
 from km3sim.schema import empty_table, make_table
 from km3sim.stage import Stage, StageConfig, StageContext, register_stage
 from km3sim.table import Table
 from km3sim.trigger import _kernels as K
+from km3sim.trigger.parameters import TRIGGER_PRESETS, TriggerConfig, preset
 
 __all__ = [
+    "Trigger",
+    "TriggerConfig",
+    "TriggerProcessor",
+    "TriggerResult",
     "Trigger3DMuon",
     "Trigger3DMuonConfig",
     "TRIGGER_PRESETS",
     "preset",
+    "trigger_hits",
     "cherenkov_distance_factor",
     "n_grid_directions",
+    "MASK_3DSHOWER",
+    "MASK_MXSHOWER",
+    "MASK_3DMUON",
+    "MASK_FACTORY_LIMIT",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Trigger-mask values (1 << bit number, FORMATS.md §5).
+MASK_3DSHOWER = 1 << C.TRIGGER_BIT_3DSHOWER
+MASK_MXSHOWER = 1 << C.TRIGGER_BIT_MXSHOWER
+MASK_3DMUON = 1 << C.TRIGGER_BIT_3DMUON
+MASK_FACTORY_LIMIT = 1 << C.TRIGGER_BIT_FACTORY_LIMIT
 
 
 def cherenkov_distance_factor(
@@ -109,240 +152,203 @@ def n_grid_directions(step_deg: float) -> int:
     return max(1, int(round(4.0 * math.pi / (step * step))))
 
 
-class Trigger3DMuonConfig(StageConfig):
-    """Configuration of :class:`Trigger3DMuon` (Jpp ``JTriggerParameters`` names in snake case).
+@dataclass
+class TriggerResult:
+    """Raw output of :meth:`TriggerProcessor.run` (arrays over hits, events and windows)."""
 
-    Defaults are the ARCA21 production values (PHYSICS.md §12); see :func:`preset`. In a
-    production YAML, ``preset: orca6`` starts from a preset and the other keys override it.
+    hit_mask: np.ndarray  # uint32 per hit
+    ev_window: np.ndarray
+    ev_start: np.ndarray
+    ev_end: np.ndarray
+    ev_mask: np.ndarray
+    ev_overlays: np.ndarray
+    ev_tfirst: np.ndarray
+    ev_tlast: np.ndarray
+    n_l1: np.ndarray
+    n_l2: np.ndarray
+    n_dropped: np.ndarray
+
+
+class TriggerProcessor:
+    """The trigger for one detector and one :class:`TriggerConfig`.
+
+    Geometry that depends only on the detector and the parameters (DOM positions, PMT axes,
+    the 3DMuon direction grid, the MXShower DOM neighbourhoods) is prepared once here.
     """
 
-    preset: str | None = Field(None, description="start from this trigger preset (arca21, orca6); the other keys override it")
+    def __init__(self, config: TriggerConfig, detector):
+        self.config = config
+        self.detector = detector
+        self.k_light = cherenkov_distance_factor()
+        mu = config.trigger3DMuon
+        self.directions = np.ascontiguousarray(K.direction_grid(n_grid_directions(mu.gridAngle_deg)))
+        self.dom_pos = np.ascontiguousarray(detector.dom_pos, dtype=np.float64)
+        self.pmt_axis = K.pmt_axis_table(detector.dom_pmt_offsets, np.asarray(detector.pmt_dir, dtype=np.float64))
+        self.nb_off, self.nb_idx, self.nb_dist = K.dom_neighbours(self.dom_pos, float(config.triggerMXShower.DMax_m))
+        self.params = _params(config, self.k_light)
 
-    tmax_local_ns: float = Field(25.0, gt=0, description="L1 window on one DOM (Jpp TMaxLocal_ns)")
-    l1_min_hits: int = Field(2, ge=2, le=31, description="minimum distinct PMTs of an L1")
-    combine_l1: bool = Field(True, description="merge overlapping L1s of a DOM (Jpp combineL1)")
-    l2_tmax_ns: float | None = Field(
-        10.0, gt=0, description="L2 window (input of the 3D trigger); None: the 3D trigger takes all L1s"
+    def run(self, offsets, dom_index, channel, time, *, dom_sorted: bool = False,
+            one_per_window: bool = True) -> TriggerResult:
+        """Trigger the hits of every window ``offsets[i]:offsets[i+1]`` (see ``_kernels.trigger_windows``)."""
+        out = K.trigger_windows(
+            np.ascontiguousarray(offsets, dtype=np.int64), np.ascontiguousarray(dom_index),
+            np.ascontiguousarray(channel), np.ascontiguousarray(time, dtype=np.float64),
+            bool(dom_sorted), bool(one_per_window), self.dom_pos, self.pmt_axis, self.directions,
+            self.nb_off, self.nb_idx, self.nb_dist, self.params,
+        )
+        return TriggerResult(*out)
+
+    def trigger_table(self, hits: Table, event_ids=None, *, one_per_window: bool = True,
+                      trigger_counter=None, where: str = "trigger") -> tuple[Table, Table, dict]:
+        """Trigger a ``hits``-like table (one time window per ``event_id``).
+
+        Parameters
+        ----------
+        hits : Table
+            Columns event_id, dom_id, channel_id, pmt_id, time, tot, npe, origin (schema
+            ``hits``; extra columns are ignored), any order.
+        event_ids : array of int64, optional
+            All windows' ids (events without hits included); default: those in ``hits``.
+        one_per_window : bool
+            Keep one event per window (the output then has one row per triggered window,
+            ``event_id`` = the window's id). Otherwise events get ``event_id`` 0, 1, ... in
+            (window, time) order.
+        trigger_counter : array of int64, optional
+            ``trigger_counter`` per window (default: the window's event id).
+        where : str
+            Name used in error messages.
+
+        Returns
+        -------
+        triggered_events, snapshot_hits : Table
+        stats : dict
+            ``n_l1``, ``n_l2``, ``n_dropped`` summed over the windows, ``n_windows``.
+        """
+        det = self.detector
+        if len(hits) == 0:
+            return empty_table("triggered_events"), empty_table("snapshot_hits"), dict(n_l1=0, n_l2=0, n_dropped=0, n_windows=0)
+        hits = _sorted_by_event_time(hits)
+        present = np.unique(hits["event_id"])
+        ids = present if event_ids is None else np.union1d(np.asarray(event_ids, dtype=np.int64), present)
+        ids, offs = hits.offsets(ids)
+        try:
+            dom_index = det.dom_index(hits["dom_id"])
+        except KeyError as exc:
+            raise StageError(f"{where}: hits on modules unknown to detector {det.det_id}: {exc}") from None
+        channel = np.asarray(hits["channel_id"])
+        bad = (channel < 0) | (channel >= np.asarray(det.dom_n_pmts)[dom_index])
+        if np.any(bad):
+            k = int(np.flatnonzero(bad)[0])
+            raise StageError(f"{where}: hit {k} (event {hits['event_id'][k]}, DOM {hits['dom_id'][k]}) has channel "
+                             f"{channel[k]}, outside the DOM's {det.dom_n_pmts[dom_index[k]]} PMTs")
+        time = np.asarray(hits["time"], dtype=np.float64)
+        if not np.all(np.isfinite(time)):
+            raise StageError(f"{where}: hit times must be finite")
+        res = self.run(offs, dom_index.astype(np.int32), channel.astype(np.int16), time, one_per_window=one_per_window)
+        ev_idx = K.snapshot_event_index(offs, time, res.ev_window, res.ev_start, res.ev_end)
+        sel = ev_idx >= 0
+        snap = hits[sel]
+        snap_ev = ev_idx[sel]
+        snap_mask = res.hit_mask[sel].astype(np.uint64)
+        n_ev = len(res.ev_window)
+        if one_per_window:
+            out_ids = ids[res.ev_window]
+        else:
+            out_ids = np.arange(n_ev, dtype=np.int64)
+        counter = ids[res.ev_window] if trigger_counter is None else np.asarray(trigger_counter, dtype=np.int64)[res.ev_window]
+        n_hits = np.bincount(snap_ev, minlength=n_ev)
+        trig = snap_mask != 0
+        n_trig = np.bincount(snap_ev[trig], minlength=n_ev)
+        if trig.any():
+            pairs = np.unique(np.stack([snap_ev[trig], snap["dom_id"][trig].astype(np.int64)]), axis=1)
+            n_doms = np.bincount(pairs[0], minlength=n_ev)
+        else:
+            n_doms = np.zeros(n_ev, np.int64)
+        events = make_table(
+            "triggered_events", event_id=out_ids, trigger_mask=res.ev_mask.astype(np.uint64), trigger_counter=counter,
+            snapshot_start=res.ev_start, snapshot_end=res.ev_end, n_hits=n_hits.astype(np.int32),
+            n_triggered_hits=n_trig.astype(np.int32), n_triggered_doms=n_doms.astype(np.int32),
+            overlays=res.ev_overlays.astype(np.int32),
+        )
+        cols = {k: snap[k] for k in ("dom_id", "channel_id", "pmt_id", "time", "tot", "npe", "origin")}
+        snapshot = make_table("snapshot_hits", event_id=out_ids[snap_ev], **cols, trigger_mask=snap_mask)
+        stats = dict(n_l1=int(res.n_l1.sum()), n_l2=int(res.n_l2.sum()), n_dropped=int(res.n_dropped.sum()),
+                     n_windows=len(ids))
+        return events, snapshot, stats
+
+
+def _params(cfg: TriggerConfig, k_light: float) -> K.TriggerParams:
+    mu, sh, mx = cfg.trigger3DMuon, cfg.trigger3DShower, cfg.triggerMXShower
+    return K.TriggerParams(
+        float(cfg.TMaxLocal_ns), int(cfg.L1Min), bool(cfg.combineL1),
+        float(cfg.L2.TMaxLocal_ns), int(cfg.L2.numberOfHits), float(cfg.L2.ctMin),
+        float(cfg.TMaxEvent_ns),
+        bool(mu.enabled), int(mu.numberOfHits), int(mu.numberOfModules), float(mu.DMax_m), float(mu.roadWidth_m),
+        float(mu.TMaxExtra_ns), int(mu.factoryLimit),
+        bool(sh.enabled), int(sh.numberOfHits), int(sh.numberOfModules), float(sh.DMax_m), float(sh.TMaxExtra_ns),
+        int(sh.factoryLimit),
+        bool(mx.enabled), int(mx.numberOfHits), int(mx.numberOfModules), float(mx.DMax_m), float(mx.TMaxExtra_ns),
+        int(mx.factoryLimit),
+        float(k_light), float(C.INDEX_OF_REFRACTION_GROUP), float(C.C_LIGHT),
+        int(C.TRIGGER_BIT_3DMUON), int(C.TRIGGER_BIT_3DSHOWER), int(C.TRIGGER_BIT_MXSHOWER),
+        int(C.TRIGGER_BIT_FACTORY_LIMIT),
     )
-    l2_min_hits: int = Field(2, ge=2, le=31, description="minimum distinct PMTs of an L2")
-    l2_ct_min: float = Field(-1.0, ge=-1, le=1, description="L2: minimum cos of the angle between PMT axes (-1: no cut; Jpp ctMin)")
-    muon_min_hits: int = Field(5, ge=2, description="3DMuon: minimum L1s in the cluster (numberOfHits)")
-    muon_min_doms: int = Field(5, ge=1, description="3DMuon: minimum distinct DOMs (numberOfModules)")
-    road_width_m: float = Field(120.0, gt=0, description="3DMuon road width (roadWidth_m)")
-    direction_step_deg: float = Field(10.0, gt=0, le=90, description="3DMuon direction grid spacing (gridAngle_deg)")
-    dmax_m: float = Field(891.0, gt=0, description="3DMuon maximum DOM distance (DMax_m)")
-    tmax_extra_ns: float = Field(25.0, ge=0, description="3DMuon extra time tolerance (TMaxExtra_ns)")
-    tmax_event_ns: float = Field(4102.0, ge=0, description="snapshot half-width around the triggered hits (TMaxEvent_ns)")
-    factory_limit: int = Field(100, ge=0, description="3D-trigger inputs (L2s) in one causal time window from which on the event always triggers (0 = off)")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _apply_preset(cls, data):
-        if isinstance(data, dict) and data.get("preset") is not None:
-            name = str(data["preset"]).lower()
-            if name not in TRIGGER_PRESETS:
-                raise ValueError(f"unknown trigger preset {data['preset']!r}; known: {sorted(TRIGGER_PRESETS)}")
-            return {**TRIGGER_PRESETS[name], **data, "preset": name}
-        return data
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "Trigger3DMuonConfig":
-        """The config of a named preset (``"arca21"``, ``"orca6"``), with optional overrides."""
-        return preset(name, **overrides)
 
 
-#: Trigger presets decoded from stored ``JTriggerParameters`` (PHYSICS.md §12).
-#: ``arca21``: ARCA21 MC v8.1 run-by-run, detector 133. ``orca6``: no ORCA6 trigger parameters
-#: were decoded; the values are those of the early ORCA detection-unit DAQ file (column
-#: "early ORCA DU" of PHYSICS.md §12), the closest ORCA setting available.
-TRIGGER_PRESETS: dict[str, dict] = {
-    "arca21": dict(
-        tmax_local_ns=25.0,
-        l1_min_hits=2,
-        combine_l1=True,
-        l2_tmax_ns=10.0,
-        l2_min_hits=2,
-        l2_ct_min=-1.0,
-        muon_min_hits=5,
-        muon_min_doms=5,
-        road_width_m=120.0,
-        direction_step_deg=10.0,
-        dmax_m=891.0,
-        tmax_extra_ns=25.0,
-        tmax_event_ns=4102.0,
-        factory_limit=100,
-    ),
-    "orca6": dict(
-        tmax_local_ns=25.0,
-        l1_min_hits=2,
-        combine_l1=True,
-        l2_tmax_ns=10.0,
-        l2_min_hits=2,
-        l2_ct_min=0.0,
-        muon_min_hits=4,
-        muon_min_doms=4,
-        road_width_m=43.0,
-        direction_step_deg=10.0,
-        dmax_m=165.0,
-        tmax_extra_ns=25.0,
-        tmax_event_ns=1000.0,
-        factory_limit=100,
-    ),
-}
-
-
-def preset(name: str, **overrides) -> Trigger3DMuonConfig:
-    """:class:`Trigger3DMuonConfig` of preset ``name`` (see :data:`TRIGGER_PRESETS`).
-
-    Raises
-    ------
-    ConfigError
-        For an unknown preset name.
-    """
-    key = name.lower()
-    if key not in TRIGGER_PRESETS:
-        raise ConfigError(f"unknown trigger preset {name!r}; known: {sorted(TRIGGER_PRESETS)}")
-    return Trigger3DMuonConfig(**{**TRIGGER_PRESETS[key], **overrides, "preset": key})
+def trigger_hits(hits: Table, detector, config: TriggerConfig | None = None, **kwargs) -> tuple[Table, Table, dict]:
+    """Trigger a hits table with ``config`` (default ARCA21); see :meth:`TriggerProcessor.trigger_table`."""
+    return TriggerProcessor(config or TriggerConfig(), detector).trigger_table(hits, **kwargs)
 
 
 @register_stage
-class Trigger3DMuon(Stage):
-    """L1 + 3DMuon trigger with snapshot building (PHYSICS.md §12, FORMATS.md §5).
+class Trigger(Stage):
+    """L1/L2, 3DMuon, 3DShower and MXShower triggers with event building (see the module doc).
 
-    Reads ``hits`` (L0) and writes, for every event that fires, one row of
+    Reads ``hits`` (L0) and writes, for every simulated event that fires, one row of
     ``triggered_events`` and its ``snapshot_hits`` (all L0 hits in the snapshot window, each
-    with the trigger bits of the L1s it belongs to). Events that do not fire produce no rows.
-
-    ``trigger_mask`` = 1 << 4 (3DMuon), | 1 << 31 when the factory limit fired.
-    ``trigger_counter`` = ``event_id``: a running counter would depend on the chunking.
-
-    The direction grid and the DOM positions rotated into the frame of every grid direction
-    depend only on the detector and are computed once (per detector) in ``__init__``.
+    with the trigger bits of the clusters it is in). Events that do not fire produce no rows.
     """
 
     name: ClassVar[str] = "trigger"
     role: ClassVar[str] = "trigger"
     consumes: ClassVar[tuple[str, ...]] = ("hits",)
     produces: ClassVar[tuple[str, ...]] = ("triggered_events", "snapshot_hits")
-    Config: ClassVar[type[StageConfig]] = Trigger3DMuonConfig
+    Config: ClassVar[type[StageConfig]] = TriggerConfig
 
     def __init__(self, config=None, detector=None, site=None):
         super().__init__(config, detector, site)
-        cfg = self.config
-        self.k_light = cherenkov_distance_factor()
-        self.directions = K.direction_grid(n_grid_directions(cfg.direction_step_deg))
-        # longest time two L1s of one causally connected cluster can be apart
-        self.factory_window_ns = (
-            math.sqrt(1.0 + self.k_light**2) * cfg.dmax_m / C.C_LIGHT + cfg.tmax_extra_ns
-        )
-        self._geom_det = None
-        self._dom_pos = None
-        self._rot_pos = None
+        self._processor = None
         if detector is not None:
-            self._prepare(detector)
+            self._processor = TriggerProcessor(self.config, detector)
 
-    def _prepare(self, detector) -> None:
-        if self._geom_det is detector:
-            return
-        self._dom_pos = np.ascontiguousarray(detector.dom_pos, dtype=np.float64)
-        self._rot_pos = K.rotate_positions(self.directions, self._dom_pos)
-        self._geom_det = detector
-        logger.debug(
-            "trigger geometry: %d DOMs x %d directions", self._dom_pos.shape[0], self.directions.shape[0]
-        )
+    def processor(self, detector) -> TriggerProcessor:
+        """The :class:`TriggerProcessor` for ``detector`` (built once per detector)."""
+        if self._processor is None or self._processor.detector is not detector:
+            self._processor = TriggerProcessor(self.config, detector)
+        return self._processor
+
+    @property
+    def muon_window_ns(self) -> float:
+        """Longest time span of a causally connected 3DMuon cluster [ns] (its seed window)."""
+        mu = self.config.trigger3DMuon
+        k = cherenkov_distance_factor()
+        return (min(math.sqrt(1 + k * k) * mu.DMax_m, mu.DMax_m + 0.5 * k * mu.roadWidth_m)
+                + C.C_LIGHT * mu.TMaxExtra_ns) / C.C_LIGHT
 
     def process(self, tables: dict[str, Table], ctx: StageContext) -> dict[str, Table]:
-        cfg = self.config
         detector = ctx.detector if ctx.detector is not None else self.detector
         if detector is None:
             raise StageError("stage 'trigger' needs a detector")
-        self._prepare(detector)
-        hits = tables["hits"]
-        ev_all = np.asarray(ctx.event_ids, dtype=np.int64)
-        if len(hits) == 0:
-            return {"triggered_events": empty_table("triggered_events"), "snapshot_hits": empty_table("snapshot_hits")}
-        hits = _sorted_by_event_time(hits)
-        ev_ids, offs = hits.offsets(np.union1d(ev_all, np.unique(hits["event_id"])))
-        try:
-            dom_index = detector.dom_index(hits["dom_id"])
-        except KeyError as exc:
-            raise StageError(f"stage 'trigger': hits on modules unknown to the detector: {exc}") from None
-        time = np.ascontiguousarray(hits["time"], dtype=np.float64)
-        channel = np.ascontiguousarray(hits["channel_id"], dtype=np.int64)
-        if np.any((channel < 0) | (channel > 62)):
-            raise StageError("stage 'trigger': channel_id outside 0..62")
-        use_l2 = cfg.l2_tmax_ns is not None
-        if use_l2 and cfg.l2_ct_min > -1.0:
-            try:
-                hit_dir = np.ascontiguousarray(detector.pmt_dir[detector.pmt_index(hits["dom_id"], channel)])
-            except KeyError as exc:
-                raise StageError(f"stage 'trigger': hits on PMTs unknown to the detector: {exc}") from None
-        else:
-            hit_dir = np.zeros((0, 3))
-        hit_mask, ev_mask, t_first, t_last, n_l1, n_l2 = K.trigger_3dmuon_events(
-            offs,
-            np.ascontiguousarray(dom_index, dtype=np.int64),
-            channel,
-            time,
-            hit_dir,
-            self._dom_pos,
-            self._rot_pos,
-            float(cfg.tmax_local_ns),
-            int(cfg.l1_min_hits),
-            bool(cfg.combine_l1),
-            use_l2,
-            float(cfg.l2_tmax_ns) if use_l2 else 0.0,
-            int(cfg.l2_min_hits),
-            float(cfg.l2_ct_min),
-            float(cfg.road_width_m),
-            float(cfg.dmax_m),
-            float(cfg.tmax_extra_ns),
-            float(self.k_light),
-            float(C.C_LIGHT),
-            int(cfg.muon_min_hits),
-            int(cfg.muon_min_doms),
-            int(cfg.factory_limit),
-            float(self.factory_window_ns),
-            int(C.TRIGGER_BIT_3DMUON),
-            int(C.TRIGGER_BIT_FACTORY_LIMIT),
-        )
-        fired = ev_mask != 0
-        logger.debug(
-            "trigger: %d of %d events fired, %d L1s, %d into the 3D trigger",
-            int(fired.sum()), len(ev_ids), int(n_l1.sum()), int(n_l2.sum()),
-        )
-        start = t_first - cfg.tmax_event_ns
-        end = t_last + cfg.tmax_event_ns
-        counts = np.diff(offs)
-        hit_ev = np.repeat(np.arange(len(ev_ids)), counts)
-        sel = fired[hit_ev] & (time >= start[hit_ev]) & (time <= end[hit_ev])
-        snap = hits[sel]
-        snap_mask = hit_mask[sel]
-        snap_ev = hit_ev[sel]
-        n_hits = np.bincount(snap_ev, minlength=len(ev_ids))
-        trig_sel = snap_mask != 0
-        n_trig = np.bincount(snap_ev[trig_sel], minlength=len(ev_ids))
-        # distinct triggered DOMs per event
-        pairs = np.unique(np.stack([snap_ev[trig_sel], snap["dom_id"][trig_sel].astype(np.int64)]), axis=1)
-        n_trig_doms = np.bincount(pairs[0], minlength=len(ev_ids)) if pairs.size else np.zeros(len(ev_ids), np.int64)
-        idx = np.flatnonzero(fired)
-        triggered = make_table(
-            "triggered_events",
-            event_id=ev_ids[idx],
-            trigger_mask=ev_mask[idx],
-            trigger_counter=ev_ids[idx],
-            snapshot_start=start[idx],
-            snapshot_end=end[idx],
-            n_hits=n_hits[idx].astype(np.int32),
-            n_triggered_hits=n_trig[idx].astype(np.int32),
-            n_triggered_doms=n_trig_doms[idx].astype(np.int32),
-        )
-        snapshot = make_table(
-            "snapshot_hits",
-            **{k: snap[k] for k in ("event_id", "dom_id", "channel_id", "pmt_id", "time", "tot", "npe", "origin")},
-            trigger_mask=snap_mask,
-        )
-        return {"triggered_events": triggered, "snapshot_hits": snapshot}
+        events, snapshot, stats = self.processor(detector).trigger_table(
+            tables["hits"], np.asarray(ctx.event_ids, dtype=np.int64), where="stage 'trigger'")
+        logger.debug("trigger: %d of %d events fired; %d L1s, %d L2s; %d further events in the same windows dropped",
+                     len(events), len(ctx.event_ids), stats["n_l1"], stats["n_l2"], stats["n_dropped"])
+        return {"triggered_events": events, "snapshot_hits": snapshot}
+
+
+#: Names of km3sim < 0.x (3DMuon-only trigger), kept for existing code and productions.
+Trigger3DMuon = Trigger
+Trigger3DMuonConfig = TriggerConfig
 
 
 def _sorted_by_event_time(hits: Table) -> Table:

@@ -1,11 +1,11 @@
-"""Tests of the L1 + 3DMuon trigger stage (km3sim.trigger.trigger)."""
+"""The trigger on synthetic hit patterns: L1, L2, 3DMuon, 3DShower, MXShower, factory limit,
+event building (snapshots, merging), masks and the stage contract (km3sim.trigger.trigger)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pydantic
 import pytest
 
 from km3sim import constants as C
@@ -14,36 +14,55 @@ from km3sim.schema import make_table
 from km3sim.stage import StageContext, get_stage
 from km3sim.table import Table
 from km3sim.trigger import _kernels as K
-from tests.synthetic import muon_hit_pmts
 from km3sim.trigger.trigger import (
-    TRIGGER_PRESETS,
+    MASK_3DMUON,
+    MASK_3DSHOWER,
+    MASK_FACTORY_LIMIT,
+    MASK_MXSHOWER,
+    Trigger,
     Trigger3DMuon,
-    Trigger3DMuonConfig,
+    TriggerProcessor,
     cherenkov_distance_factor,
     n_grid_directions,
     preset,
+    trigger_hits,
 )
+from tests.synthetic import muon_hit_pmts
 
-MUON_MASK = 1 << C.TRIGGER_BIT_3DMUON
-FACTORY_MASK = 1 << C.TRIGGER_BIT_FACTORY_LIMIT
 KFAC = cherenkov_distance_factor()
+INV_V = C.INDEX_OF_REFRACTION_GROUP / C.C_LIGHT  # ns per m of light travel in water
+OFF = {"trigger3DMuon.enabled": False, "trigger3DShower.enabled": False, "triggerMXShower.enabled": False}
 
 
-# ------------------------------------------------------------------------------------------
-# helpers: synthetic muon light (PHYSICS.md §9.1) and K40 background (PHYSICS.md §12)
-# ------------------------------------------------------------------------------------------
+def only(name, base="orca6", **over):
+    """Preset ``base`` with only trigger ``name`` enabled (and more overrides)."""
+    return preset(base, **{**OFF, f"{name}.enabled": True, **over})
 
 
 @pytest.fixture(scope="module")
 def det():
-    return build_orca_block(7)
+    return build_orca_block(7)  # 126 DOMs, 20 m between DUs, 9 m between floors
 
 
 def _ctx(det, event_ids):
-    return StageContext(
-        seed=1, run_id=1, chunk=0, stage_name="trigger", event_ids=np.asarray(event_ids, dtype=np.int64),
-        livetime_s=1.0, n_events_run=len(event_ids), detector=det,
+    return StageContext(seed=1, run_id=1, chunk=0, stage_name="trigger", event_ids=np.asarray(event_ids, dtype=np.int64),
+                        livetime_s=1.0, n_events_run=len(event_ids), detector=det)
+
+
+def hit_columns(det, pmt_idx, t, event_id, origin=None):
+    order = np.argsort(t, kind="stable")
+    pmt_idx = np.asarray(pmt_idx)[order]
+    n = len(order)
+    return dict(
+        event_id=np.full(n, event_id, dtype=np.int64), dom_id=det.pmt_dom_id[pmt_idx], channel_id=det.pmt_channel[pmt_idx],
+        pmt_id=det.pmt_id[pmt_idx], time=np.asarray(t, dtype=np.float64)[order], tot=np.full(n, 25, dtype=np.uint8),
+        npe=np.ones(n, dtype=np.int32),
+        origin=(np.full(n, -1, dtype=np.int32) if origin is None else np.asarray(origin)[order]),
     )
+
+
+def hits_table(events):
+    return make_table("hits", **{k: np.concatenate([e[k] for e in events]) for k in events[0]})
 
 
 def k40_pmts(det, rng, window_ns, rate_hz=7000.0, coinc_hz=570.0, coinc_sigma_ns=3.5):
@@ -57,29 +76,7 @@ def k40_pmts(det, rng, window_ns, rate_hz=7000.0, coinc_hz=570.0, coinc_sigma_ns
     a = rng.integers(0, 31, len(doms))
     b = (a + rng.integers(1, 31, len(doms))) % 31
     off = det.dom_pmt_offsets
-    idx = np.concatenate([idx, off[doms] + a, off[doms] + b])
-    t = np.concatenate([t, tc, tc + rng.normal(0.0, coinc_sigma_ns, len(doms))])
-    return idx, t
-
-
-def hit_columns(det, pmt_idx, t, event_id, origin=None):
-    order = np.argsort(t, kind="stable")
-    pmt_idx = np.asarray(pmt_idx)[order]
-    n = len(order)
-    return dict(
-        event_id=np.full(n, event_id, dtype=np.int64),
-        dom_id=det.pmt_dom_id[pmt_idx],
-        channel_id=det.pmt_channel[pmt_idx],
-        pmt_id=det.pmt_id[pmt_idx],
-        time=np.asarray(t)[order],
-        tot=np.full(n, 25, dtype=np.uint8),
-        npe=np.ones(n, dtype=np.int32),
-        origin=(np.full(n, -1, dtype=np.int32) if origin is None else np.asarray(origin)[order]),
-    )
-
-
-def hits_table(events):
-    return make_table("hits", **{k: np.concatenate([e[k] for e in events]) for k in events[0]})
+    return np.concatenate([idx, off[doms] + a, off[doms] + b]), np.concatenate([t, tc, tc + rng.normal(0, coinc_sigma_ns, len(doms))])
 
 
 def random_direction(rng):
@@ -96,52 +93,52 @@ def muon_event(det, rng, event_id, window_ns=10_000.0, background=True):
     origin = np.zeros(len(rows), dtype=np.int32)
     if background:
         bi, bt = k40_pmts(det, rng, window_ns)
-        rows = np.concatenate([rows, bi])
-        t = np.concatenate([t, bt])
+        rows, t = np.concatenate([rows, bi]), np.concatenate([t, bt])
         origin = np.concatenate([origin, np.full(len(bi), -1, dtype=np.int32)])
     return hit_columns(det, rows, t, event_id, origin)
 
 
+def l2_pairs(det, doms, times, dt=3.0, channels=(0, 4)):
+    """One L2 (two PMTs ``dt`` ns apart, axes < 90° apart) per DOM at the given times."""
+    off = det.dom_pmt_offsets[np.asarray(doms)]
+    idx = np.concatenate([off + channels[0], off + channels[1]])
+    return idx, np.concatenate([times, np.asarray(times) + dt])
+
+
+def point_source_times(det, doms, vertex, t0):
+    """Arrival times of light from a point (PHYSICS.md §9.1: t = t0 + |x − v|·n_g/c)."""
+    return t0 + np.linalg.norm(det.dom_pos[np.asarray(doms)] - vertex, axis=1) * INV_V
+
+
+def run(det, cfg, *cols_list, **kw):
+    return trigger_hits(hits_table(list(cols_list)), det, cfg, **kw)
+
+
 # ------------------------------------------------------------------------------------------
-# L1
+# L1 and L2 (kernels called with the dtypes the stage uses: int32 DOM, int16 channel)
 # ------------------------------------------------------------------------------------------
 
 
-def _l1(dom, ch, t, n_doms=4, tmax=25.0, min_hits=2, combine=True):
-    counts = np.zeros(n_doms + 1, dtype=np.int64)
-    return K.find_l1(
-        np.asarray(dom, dtype=np.int64), np.asarray(ch, dtype=np.int64), np.asarray(t, dtype=np.float64),
-        counts, tmax, min_hits, combine,
-    )
+def _l1(dom, ch, t, tmax=25.0, min_hits=2, combine=True):
+    dom = np.asarray(dom, dtype=np.int32)
+    order = np.lexsort((np.asarray(t), dom))
+    st, sc, sd = np.asarray(t, float)[order], np.asarray(ch, np.int16)[order], dom[order]
+    return (st, sc, sd), K.find_l1(st, sc, sd, tmax, min_hits, combine)
 
 
-def test_l1_two_hits_20ns_apart():
-    order, dom, time, first, stop = _l1([1, 1], [3, 7], [100.0, 120.0])
-    assert len(dom) == 1 and dom[0] == 1
-    assert time[0] == 100.0  # time of the first hit
-    assert sorted(order[first[0]:stop[0]].tolist()) == [0, 1]
-
-
-def test_l1_two_hits_30ns_apart_is_not_l1():
-    _, dom, *_ = _l1([1, 1], [3, 7], [100.0, 130.0])
-    assert len(dom) == 0
-
-
-def test_l1_same_pmt_twice_is_not_l1():
-    _, dom, *_ = _l1([2, 2], [5, 5], [100.0, 110.0])
-    assert len(dom) == 0
-
-
-def test_l1_needs_same_dom():
-    _, dom, *_ = _l1([1, 2], [3, 7], [100.0, 110.0])
-    assert len(dom) == 0
+def test_l1_window_distinct_pmts_same_dom():
+    _, (dom, time, first, stop) = _l1([1, 1], [3, 7], [100.0, 120.0])
+    assert dom.tolist() == [1] and time.tolist() == [100.0] and (first[0], stop[0]) == (0, 2)
+    assert len(_l1([1, 1], [3, 7], [100.0, 130.0])[1][0]) == 0  # 30 ns > TMaxLocal_ns
+    assert len(_l1([2, 2], [5, 5], [100.0, 110.0])[1][0]) == 0  # the same PMT twice
+    assert len(_l1([1, 2], [3, 7], [100.0, 110.0])[1][0]) == 0  # two DOMs
+    assert len(_l1([1, 1, 1], [3, 7, 9], [0.0, 10.0, 12.0], min_hits=3)[1][0]) == 1
 
 
 def test_l1_combine_merges_overlapping_windows():
-    dom, ch, t = [0, 0, 0], [1, 2, 3], [0.0, 20.0, 40.0]
-    _, d1, t1, f1, s1 = _l1(dom, ch, t, combine=True)
-    assert len(d1) == 1 and t1[0] == 0.0 and s1[0] - f1[0] == 3
-    _, d2, t2, *_ = _l1(dom, ch, t, combine=False)
+    _, (d1, t1, f1, s1) = _l1([0, 0, 0], [1, 2, 3], [0.0, 20.0, 40.0], combine=True)
+    assert t1.tolist() == [0.0] and (s1 - f1).tolist() == [3]
+    _, (d2, t2, _, _) = _l1([0, 0, 0], [1, 2, 3], [0.0, 20.0, 40.0], combine=False)
     assert t2.tolist() == [0.0, 20.0]
 
 
@@ -149,80 +146,58 @@ def test_l1_matches_bruteforce_on_k40(det):
     """Without combining, an L1 opens at every hit whose 25 ns window holds >= 2 distinct PMTs."""
     rng = np.random.default_rng(11)
     idx, t = k40_pmts(det, rng, 500_000.0)
-    order = np.argsort(t, kind="stable")
-    idx, t = idx[order], t[order]
-    dom = det.pmt_dom_index[idx]
-    ch = det.pmt_channel[idx]
-    _, l1_dom, l1_time, *_ = _l1(dom, ch, t, n_doms=det.n_doms, combine=False)
-    expected = []
+    o = np.argsort(t, kind="stable")
+    idx, t = idx[o], t[o]
+    dom, ch = det.pmt_dom_index[idx], det.pmt_channel[idx]
+    _, (l1_dom, l1_time, _, _) = _l1(dom, ch, t, combine=False)
     end = np.searchsorted(t, t + 25.0, side="right")
+    expected = []
     for i in range(len(t)):
         j = np.arange(i, end[i])
         same = j[dom[j] == dom[i]]
         if len(np.unique(ch[same])) >= 2:
-            expected.append((dom[i], t[i]))
+            expected.append((int(dom[i]), float(t[i])))
     got = sorted(zip(l1_dom.tolist(), l1_time.tolist()))
-    assert got == sorted((int(a), float(b)) for a, b in expected)
+    assert got == sorted(expected)
     assert len(got) > 50  # ~1.7 kHz x 126 DOMs x 0.5 ms ≈ 110 coincidences
-    # combined L1s: never more, never overlapping on a DOM, and each covers the plain ones
-    order_c, cd, ct, cf, cs = _l1(dom, ch, t, n_doms=det.n_doms, combine=True)
+    (st, _, _), (cd, ct, cf, cs) = _l1(dom, ch, t, combine=True)
     assert 0 < len(cd) <= len(got)
-    for d in np.unique(cd):
+    for d in np.unique(cd):  # combined L1s of a DOM never overlap
         k = np.flatnonzero(cd == d)
-        ends = [t[order_c[cs[j] - 1]] for j in k]
-        starts = ct[k]
-        assert np.all(starts[1:] > np.asarray(ends)[:-1])
+        assert np.all(ct[k][1:] > st[cs[k] - 1][:-1])
 
 
 def test_l2_window_and_pmt_angle(det):
-    """L2 = 2 PMTs within 10 ns inside an L1; with ctMin = 0 their axes must be < 90° apart."""
-    dirs = det.pmt_dir[:31]
+    axis = K.pmt_axis_table(det.dom_pmt_offsets, det.pmt_dir)
     up, down = 0, 22  # channel 0 looks up (cos zenith 0.555), channel 22 straight down
-    assert dirs[up] @ dirs[down] < 0 and dirs[0] @ dirs[4] > 0
+    assert axis[0, up] @ axis[0, down] < 0 and axis[0, 0] @ axis[0, 4] > 0
 
     def l2_time(ch, t, ct_min):
-        ch = np.asarray(ch, dtype=np.int64)
-        order, _, _, first, stop = _l1(np.zeros(len(t)), ch, t, n_doms=1)
-        return K.find_l2(order, ch, np.asarray(t, float), dirs[ch], first, stop, 10.0, 2, ct_min)
+        (st, sc, sd), (_, _, first, stop) = _l1(np.zeros(len(t)), ch, t)
+        return K.find_l2(st, sc, sd, axis, first, stop, 10.0, 2, ct_min)
 
     assert l2_time([0, 4], [0.0, 8.0], 0.0).tolist() == [0.0]
-    assert np.isnan(l2_time([0, 4], [0.0, 15.0], 0.0)).all()  # an L1 (25 ns), not an L2
-    assert np.isnan(l2_time([up, down], [0.0, 5.0], 0.0)).all()  # PMTs more than 90° apart
+    assert np.isnan(l2_time([0, 4], [0.0, 15.0], 0.0)).all()  # an L1 (25 ns), not an L2 (10 ns)
+    assert np.isnan(l2_time([up, down], [0.0, 5.0], 0.0)).all()  # PMT axes more than 90° apart
     assert l2_time([up, down], [0.0, 5.0], -1.0).tolist() == [0.0]
-    # the L2 may start later than the (combined) L1: its time is the first L2 hit
-    assert l2_time([0, 4, 8], [0.0, 15.0, 20.0], 0.0).tolist() == [15.0]
+    assert l2_time([0, 4, 8], [0.0, 15.0, 20.0], 0.0).tolist() == [15.0]  # L2 time: its first hit
 
 
-def test_match_3d_cluster_is_pairwise_compatible(det):
-    """Whatever the greedy choice, a firing cluster satisfies every pairwise condition."""
-    rng = np.random.default_rng(21)
-    u = np.array([[0.0, 0.0, 1.0]])
-    rot = K.rotate_positions(u, det.dom_pos)
-    road, dmax, extra = 43.0, 165.0, 25.0
-    n_checked = 0
-    for _ in range(40):
-        n = 25
-        dom = np.sort(rng.choice(det.n_doms, n))
-        t = np.sort(rng.uniform(0, 1500, n))
-        keep, nf = K.match_3d(dom, t, det.dom_pos, rot, np.zeros(det.n_doms, bool), road, dmax, extra,
-                              KFAC, C.C_LIGHT, 4, 4)
-        assert (nf > 0) == keep.any()
-        k = np.flatnonzero(keep)
-        if nf == 0:
-            continue
-        n_checked += 1
-        assert len(k) >= 4 and len(np.unique(dom[k])) >= 4
-        for i in k:
-            for j in k:
-                if i >= j:
-                    continue
-                r = rot[0, dom[j], :2] - rot[0, dom[i], :2]
-                R = np.hypot(*r)
-                dz = rot[0, dom[j], 2] - rot[0, dom[i], 2]
-                assert np.linalg.norm(det.dom_pos[dom[j]] - det.dom_pos[dom[i]]) <= dmax
-                assert R <= 2 * road
-                assert abs(C.C_LIGHT * (t[j] - t[i]) - dz) <= KFAC * min(R, road) + C.C_LIGHT * extra + 1e-9
-    assert n_checked >= 5  # dense random L1s: the check is exercised
+def test_greedy_clique_is_pairwise_compatible_and_keeps_a_universal_vertex():
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        m = 12
+        c = rng.random((m, m)) < 0.7
+        c = c & c.T
+        c[0, :] = c[:, 0] = True  # vertex 0 compatible with all: never removed
+        alive = np.ones(m, bool)
+        size = K.greedy_clique(c, m, alive, 3, np.empty(m, np.int64))
+        k = np.flatnonzero(alive)
+        assert size == len(k)
+        if size >= 3:
+            assert 0 in k
+            sub = c[np.ix_(k, k)] | np.eye(len(k), dtype=bool)
+            assert sub.all()
 
 
 # ------------------------------------------------------------------------------------------
@@ -235,19 +210,10 @@ def test_direction_grid_covers_sphere():
     assert 380 <= n <= 450  # 4π / (10°)² = 412.5
     grid = K.direction_grid(n)
     np.testing.assert_allclose(np.linalg.norm(grid, axis=1), 1.0, atol=1e-12)
-    rng = np.random.default_rng(3)
-    v = rng.normal(size=(5000, 3))
+    v = np.random.default_rng(3).normal(size=(5000, 3))
     v /= np.linalg.norm(v, axis=1)[:, None]
     worst = np.degrees(np.arccos(np.clip((v @ grid.T).max(axis=1), -1, 1))).max()
     assert worst < 8.0  # every direction within ~0.6 step of a grid direction
-
-
-def test_rotated_positions_put_direction_on_z():
-    dirs = K.direction_grid(50)
-    pos = np.random.default_rng(1).normal(size=(7, 3)) * 50
-    rot = K.rotate_positions(dirs, pos)
-    np.testing.assert_allclose(rot[:, :, 2], dirs @ pos.T, atol=1e-9)
-    np.testing.assert_allclose(np.linalg.norm(rot, axis=2), np.linalg.norm(pos, axis=1)[None, :].repeat(50, 0), atol=1e-9)
 
 
 def test_cherenkov_factor_reduces_to_tan_theta_without_dispersion():
@@ -256,166 +222,307 @@ def test_cherenkov_factor_reduces_to_tan_theta_without_dispersion():
     assert cherenkov_distance_factor() == pytest.approx(0.9517, abs=2e-4)
 
 
+def test_dom_neighbours(det):
+    off, idx, dist = K.dom_neighbours(np.ascontiguousarray(det.dom_pos), 25.0)
+    d_all = np.linalg.norm(det.dom_pos[:, None] - det.dom_pos[None], axis=2)
+    for d in (0, 40, 125):
+        got = idx[off[d]:off[d + 1]]
+        assert got[0] == d and sorted(got.tolist()) == np.flatnonzero(d_all[d] <= 25.0).tolist()
+        np.testing.assert_allclose(dist[off[d]:off[d + 1]], d_all[d, got])
+
+
 # ------------------------------------------------------------------------------------------
 # 3DMuon
 # ------------------------------------------------------------------------------------------
 
 
-def test_muon_fires_3dmuon_and_flags_its_hits(det):
-    rng = np.random.default_rng(5)
-    events = [muon_event(det, rng, e) for e in range(8)]
-    hits = hits_table(events)
-    stage = Trigger3DMuon(preset("orca6"), detector=det)
-    out = stage.run({"hits": hits}, _ctx(det, range(8)))
-    te, sh = out["triggered_events"], out["snapshot_hits"]
-    assert te["event_id"].tolist() == list(range(8))
-    assert np.all(te["trigger_mask"] == MUON_MASK)
-    assert np.all(te["trigger_counter"] == te["event_id"])
-    assert np.all(te["n_triggered_doms"] >= 4)
-    signal = sh["origin"] >= 0
-    flagged = sh["trigger_mask"] != 0
-    assert np.all(sh["trigger_mask"][flagged] == MUON_MASK)
-    # every signal hit forms an L1 (2 hits on a DOM within a few ns) of the muon cluster
-    assert flagged[signal].mean() > 0.97
-    # and few of the flagged hits are background
-    assert (~signal[flagged]).mean() < 0.05
-    assert sh.is_sorted_by_event()
-    for e in range(8):
-        ev = sh.event(e)
-        assert np.all(np.diff(ev["time"]) >= 0)
-
-
-def test_snapshot_window_bounds(det):
-    rng = np.random.default_rng(6)
-    cols = muon_event(det, rng, 0, window_ns=20_000.0)
-    hits = hits_table([cols])
-    cfg = preset("orca6")
-    out = Trigger3DMuon(cfg, detector=det).run({"hits": hits}, _ctx(det, [0]))
-    te, sh = out["triggered_events"], out["snapshot_hits"]
-    trig_t = sh["time"][sh["trigger_mask"] != 0]
-    assert te["snapshot_start"][0] == trig_t.min() - cfg.tmax_event_ns
-    assert te["snapshot_end"][0] == trig_t.max() + cfg.tmax_event_ns
-    inside = (cols["time"] >= te["snapshot_start"][0]) & (cols["time"] <= te["snapshot_end"][0])
-    assert len(sh) == inside.sum() == te["n_hits"][0]
-    assert 0 < inside.sum() < len(cols["time"])  # the 20 µs window is wider than the snapshot
-    assert te["n_triggered_hits"][0] == (sh["trigger_mask"] != 0).sum()
-    assert te["n_triggered_doms"][0] == len(np.unique(sh["dom_id"][sh["trigger_mask"] != 0]))
-
-
-def _exact_l1_event(det, u, p, t0, doms):
-    """One L1 (2 hits, 2 PMTs, 3 ns apart) per DOM in ``doms`` at the exact §9.1 time."""
-    pos = det.dom_pos[doms]
-    V = pos - p
+def _exact_muon_l2s(det, u, p, t0, doms):
+    """One L2 per DOM at the direct-light time of a muon (PHYSICS.md §9.1)."""
+    V = det.dom_pos[doms] - p
     L = V @ u
     d = np.sqrt(np.maximum((V * V).sum(1) - L * L, 0))
-    t = t0 + (L + KFAC * d) / C.C_LIGHT
-    off = det.dom_pmt_offsets[doms]
-    idx = np.concatenate([off, off + 1])
-    tt = np.concatenate([t, t + 3.0])
-    return idx, tt
+    return l2_pairs(det, doms, t0 + (L + KFAC * d) / C.C_LIGHT)
 
 
-def test_causality_condition_decides(det):
-    """5 exact L1s of a muon fire (5 hits/5 DOMs); moving one by 300 ns breaks it."""
+MUON_DOMS = np.array([5, 30, 60, 90, 120])
+
+
+def test_muon_l2s_fire_3dmuon_and_causality_decides(det):
     u = np.array([0.0, 0.6, -0.8])
-    p = det.center()
-    doms = np.array([5, 30, 60, 90, 120])
-    cfg = Trigger3DMuonConfig(muon_min_hits=5, muon_min_doms=5, road_width_m=120, dmax_m=891)
-    stage = Trigger3DMuon(cfg, detector=det)
-    idx, t = _exact_l1_event(det, u, p, 1000.0, doms)
-    out = stage.run({"hits": hits_table([hit_columns(det, idx, t, 0)])}, _ctx(det, [0]))
-    assert len(out["triggered_events"]) == 1
-    assert (out["snapshot_hits"]["trigger_mask"] != 0).sum() == 10
+    cfg = only("trigger3DMuon", "arca21")  # 5 L2s on 5 DOMs, 120 m road
+    idx, t = _exact_muon_l2s(det, u, det.center(), 1000.0, MUON_DOMS)
+    te, sh, _ = run(det, cfg, hit_columns(det, idx, t, 0))
+    assert te["trigger_mask"].tolist() == [MASK_3DMUON]
+    assert (sh["trigger_mask"] == MASK_3DMUON).sum() == 10
     t_bad = t.copy()
-    t_bad[[2, 2 + len(doms)]] += 300.0  # both hits of the third L1
-    out = stage.run({"hits": hits_table([hit_columns(det, idx, t_bad, 0)])}, _ctx(det, [0]))
-    assert len(out["triggered_events"]) == 0
+    t_bad[[2, 2 + len(MUON_DOMS)]] += 300.0  # both hits of the third L2: 90 m of light path off
+    te, _, _ = run(det, cfg, hit_columns(det, idx, t_bad, 0))
+    assert len(te) == 0
+    te, _, _ = run(det, only("trigger3DMuon", "arca21", **{"trigger3DMuon.numberOfHits": 4,
+                                                           "trigger3DMuon.numberOfModules": 4}),
+                   hit_columns(det, idx, t_bad, 0))
+    assert te["trigger_mask"].tolist() == [MASK_3DMUON]  # the other four still fire
 
 
-def test_l2_input_versus_plain_l1_input(det):
-    """L1s whose two hits are 20 ns apart are no L2s: only the L1-input mode fires."""
+def test_3dmuon_road_width(det):
+    """A vertical muon along the central DU lights one floor of it and of its 4 nearest DUs
+    (20 m away, up to 40 m from each other): a 100 m road fires, a 15 m road (narrower than
+    any DU distance) cannot hold two of these hits."""
+    du_xy = det.dom_pos[:, :2]
+    centre = np.argmin(np.hypot(*du_xy.T) + 1e3 * (det.dom_floor != 9))
+    r = np.hypot(*(du_xy - du_xy[centre]).T)
+    doms = np.flatnonzero((det.dom_floor == 9) & (r < 21))[:5]
+    assert len(doms) == 5 and len(np.unique(r[doms].round())) == 2  # the axis DU and 4 at 20 m
+    p = np.array([*du_xy[centre], 300.0])
+    idx, t = _exact_muon_l2s(det, np.array([0.0, 0.0, -1.0]), p, 0.0, doms)
+    cfg = {"trigger3DMuon.numberOfHits": 5, "trigger3DMuon.numberOfModules": 5}
+    wide, _, _ = run(det, only("trigger3DMuon", **cfg, **{"trigger3DMuon.roadWidth_m": 100.0}), hit_columns(det, idx, t, 0))
+    narrow, _, _ = run(det, only("trigger3DMuon", **cfg, **{"trigger3DMuon.roadWidth_m": 15.0}), hit_columns(det, idx, t, 0))
+    assert len(wide) == 1 and len(narrow) == 0
+
+
+def test_l2_input_versus_l1_input(det):
+    """L1s whose two hits are 20 ns apart are no L2s (10 ns): only an L2 window of 25 ns fires."""
     u = np.array([0.0, 0.6, -0.8])
-    doms = np.array([5, 30, 60, 90, 120])
-    idx, t = _exact_l1_event(det, u, det.center(), 1000.0, doms)
-    t[len(doms):] += 17.0  # second hit 20 ns after the first
-    hits = hits_table([hit_columns(det, idx, t, 0)])
-    with_l2 = Trigger3DMuon(Trigger3DMuonConfig(), detector=det).run({"hits": hits}, _ctx(det, [0]))
-    assert len(with_l2["triggered_events"]) == 0
-    plain = Trigger3DMuon(Trigger3DMuonConfig(l2_tmax_ns=None), detector=det).run({"hits": hits}, _ctx(det, [0]))
-    assert plain["triggered_events"]["trigger_mask"].tolist() == [MUON_MASK]
+    idx, t = _exact_muon_l2s(det, u, det.center(), 1000.0, MUON_DOMS)
+    t[len(MUON_DOMS):] += 17.0
+    cols = hit_columns(det, idx, t, 0)
+    assert len(run(det, only("trigger3DMuon", "arca21"), cols)[0]) == 0
+    te, _, _ = run(det, only("trigger3DMuon", "arca21", **{"L2.TMaxLocal_ns": 25.0}), cols)
+    assert te["trigger_mask"].tolist() == [MASK_3DMUON]
+
+
+def test_muons_with_background_fire_and_flag_their_hits(det):
+    rng = np.random.default_rng(5)
+    events = [muon_event(det, rng, e) for e in range(8)]
+    stage = Trigger(only("trigger3DMuon"), detector=det)
+    out = stage.run({"hits": hits_table(events)}, _ctx(det, range(8)))
+    te, sh = out["triggered_events"], out["snapshot_hits"]
+    assert te["event_id"].tolist() == list(range(8))
+    assert np.all(te["trigger_mask"] == MASK_3DMUON)
+    assert np.all(te["trigger_counter"] == te["event_id"]) and np.all(te["n_triggered_doms"] >= 4)
+    signal, flagged = sh["origin"] >= 0, sh["trigger_mask"] != 0
+    # every signal hit is in an L2 of the muon cluster (2 hits per DOM within a few ns)
+    assert flagged[signal].mean() > 0.97
+    assert (~signal[flagged]).mean() < 0.05
+    assert sh.is_sorted_by_event() and all(np.all(np.diff(sh.event(e)["time"]) >= 0) for e in range(8))
+
+
+def test_pure_k40_rarely_fires_3dmuon(det):
+    """Pure 7 kHz K40 windows of 10 µs, ORCA settings, 3DMuon only (4 L2s on 4 DOMs, 43 m road).
+
+    A cluster needs >= 4 L2s within the seed window T (longest causal span, ~0.7 µs): we
+    check that implication window by window, and that the fires stay below the Poisson
+    99.9 % quantile of N_win · n̄ · P(Poisson(λ_T) >= 3), λ_T = n̄ T / 10 µs — an upper bound,
+    since the geometry cut makes fires rarer still.
+    """
+    from scipy.stats import poisson
+
+    rng = np.random.default_rng(9)
+    n_win = 300
+    cfg = only("trigger3DMuon")
+    stage = Trigger(cfg, detector=det)
+    events = [hit_columns(det, *k40_pmts(det, rng, 10_000.0), e) for e in range(n_win)]
+    hits = hits_table(events)
+    out = stage.run({"hits": hits}, _ctx(det, range(n_win)))
+    fired = set(out["triggered_events"]["event_id"].tolist())
+    proc = stage.processor(det)
+    ids, offs = hits.offsets(np.arange(n_win))
+    res = proc.run(offs, det.dom_index(hits["dom_id"]).astype(np.int32), hits["channel_id"].astype(np.int16),
+                   hits["time"], one_per_window=False)
+    nbar = res.n_l2.mean()
+    assert 0.2 < nbar < 5  # L2s (10 ns, ctMin 0): ~0.5 kHz per DOM x 126 DOMs x 10 µs ≈ 0.6
+    lam = nbar * stage.muon_window_ns / 10_000.0
+    bound = poisson.ppf(0.999, max(n_win * nbar * poisson.sf(cfg.trigger3DMuon.numberOfHits - 2, lam), 1e-3))
+    assert len(fired) <= bound
+    assert set(ids[res.n_l2 < 4].tolist()).isdisjoint(fired)
+
+
+# ------------------------------------------------------------------------------------------
+# 3DShower and MXShower: a point source fires, a random pattern of the same multiplicity not
+# ------------------------------------------------------------------------------------------
+
+SHOWER_VERTEX = np.array([0.0, 0.0, 110.0])
+
+
+def _doms_near(det, vertex, n, rmax):
+    d = np.linalg.norm(det.dom_pos - vertex, axis=1)
+    near = np.flatnonzero(d <= rmax)
+    return near[np.argsort(d[near], kind="stable")][:n]
+
+
+def test_point_source_fires_3dshower(det):
+    doms = _doms_near(det, SHOWER_VERTEX, 5, 40.0)
+    t = point_source_times(det, doms, SHOWER_VERTEX, 2000.0)
+    cfg = only("trigger3DShower", **{"trigger3DShower.numberOfHits": 5, "trigger3DShower.numberOfModules": 5})
+    te, sh, _ = run(det, cfg, hit_columns(det, *l2_pairs(det, doms, t), 0))
+    assert te["trigger_mask"].tolist() == [MASK_3DSHOWER] and (sh["trigger_mask"] != 0).sum() == 10
+
+
+def test_3dshower_causality_cut(det):
+    """|Δt| ≤ D·n/c + TMaxExtra for every pair: moving one L2 just inside the tightest of its
+    limits keeps the 5-L2 cluster, 2 ns beyond it breaks it."""
+    doms = _doms_near(det, SHOWER_VERTEX, 5, 40.0)
+    t = point_source_times(det, doms, SHOWER_VERTEX, 2000.0)
+    D = np.linalg.norm(det.dom_pos[doms][0] - det.dom_pos[doms][1:], axis=1)
+    edge = np.min(t[1:] + D * INV_V + 25.0)  # latest time of L2 0 compatible with all others
+    cfg = only("trigger3DShower", **{"trigger3DShower.numberOfHits": 5, "trigger3DShower.numberOfModules": 5})
+    for dt, n in ((-1.0, 1), (+1.0, 0)):
+        moved = t.copy()
+        moved[0] = edge + dt
+        assert len(run(det, cfg, hit_columns(det, *l2_pairs(det, doms, moved), 0))[0]) == n, dt
+
+
+def test_random_l2_patterns_do_not_fire_3dshower(det):
+    """The same 5 DOMs with their L2s at random times in 20 µs: no fire.
+
+    For a fire all 5 L2s must lie within the seed window W = DMax·n/c + 25 ns ≈ 265 ns
+    (orca6, DMax 52 m); P ≈ 5·(W/20 µs)^4 ≈ 2e-7 per pattern, so 40 patterns never fire.
+    """
+    rng = np.random.default_rng(4)
+    doms = _doms_near(det, SHOWER_VERTEX, 5, 40.0)
+    cfg = only("trigger3DShower", **{"trigger3DShower.numberOfHits": 5, "trigger3DShower.numberOfModules": 5})
+    events = [hit_columns(det, *l2_pairs(det, doms, rng.uniform(0, 20_000, 5)), e) for e in range(40)]
+    assert len(run(det, cfg, *events)[0]) == 0
+
+
+def _mx_pattern(det, vertex, n_hits, t0=3000.0):
+    """An L2 seed (2 hits) at the DOM nearest the vertex plus single hits on the next nearest
+    DOMs, all at the point-source time; ``n_hits`` hits in all."""
+    doms = _doms_near(det, vertex, 1 + (n_hits - 2), 30.0)
+    seed = doms[0]
+    t = point_source_times(det, doms, vertex, t0)
+    off = det.dom_pmt_offsets
+    idx = np.concatenate([[off[seed], off[seed] + 4], off[doms[1:]] + 2])
+    tt = np.concatenate([[t[0], t[0] + 2.0], t[1:]])
+    return idx, tt, doms
+
+
+def test_point_source_fires_mxshower_with_more_than_number_of_hits(det):
+    """numberOfHits = 8 L0 hits *besides* the seed hit: 9 hits fire, 8 do not (as in real data)."""
+    cfg = only("triggerMXShower")  # orca6: 8 hits, 3 DOMs, DMax 47 m
+    idx, t, doms = _mx_pattern(det, SHOWER_VERTEX, 9)
+    assert len(np.unique(doms)) >= 3
+    te, sh, _ = run(det, cfg, hit_columns(det, idx, t, 0))
+    assert te["trigger_mask"].tolist() == [MASK_MXSHOWER] and (sh["trigger_mask"] == MASK_MXSHOWER).sum() == 9
+    idx8, t8, _ = _mx_pattern(det, SHOWER_VERTEX, 8)
+    assert len(run(det, cfg, hit_columns(det, idx8, t8, 0))[0]) == 0
+
+
+def test_random_l0_patterns_do_not_fire_mxshower(det):
+    """The same 9 hits (same DOMs and PMTs) at random times in 20 µs: no MX fire.
+
+    A fire needs 9 hits within ±(D·n/c + 25 ns) ≤ ±240 ns of the seed; with the 7 single hits
+    uniform in 20 µs P(all 7 near the seed) ≈ (0.5 µs/20 µs)^7 ≈ 6e-12.
+    """
+    rng = np.random.default_rng(8)
+    idx, t, _ = _mx_pattern(det, SHOWER_VERTEX, 9)
+    events = []
+    for e in range(40):
+        tt = t.copy()
+        tt[2:] = rng.uniform(0, 20_000, len(t) - 2)
+        tt[:2] = rng.uniform(0, 20_000) + np.array([0.0, 2.0])  # keep the seed an L2
+        events.append(hit_columns(det, idx, tt, e))
+    assert len(run(det, only("triggerMXShower"), *events)[0]) == 0
+
+
+def test_mxshower_distance_cut(det):
+    """A 9th hit on a DOM farther than DMax (47 m) from the seed does not count; on a DOM
+    within DMax it does (point-source time in both cases)."""
+    idx, t, doms = _mx_pattern(det, SHOWER_VERTEX, 8)
+    seed_pos = det.dom_pos[doms[0]]
+    d_seed = np.linalg.norm(det.dom_pos - seed_pos, axis=1)
+    free = np.setdiff1d(np.arange(det.n_doms), doms)
+    far = free[(d_seed[free] > 48) & (d_seed[free] < 60)][0]
+    near = free[(d_seed[free] < 30) & (np.linalg.norm(det.dom_pos[free] - det.dom_pos[doms][:, None], axis=2).max(0) < 47)][0]
+    cfg = only("triggerMXShower")
+    for extra, n in ((far, 0), (near, 1)):
+        te = point_source_times(det, [extra], SHOWER_VERTEX, 3000.0)
+        cols = hit_columns(det, np.append(idx, det.dom_pmt_offsets[extra] + 2), np.append(t, te), 0)
+        assert len(run(det, cfg, cols)[0]) == n
+
+
+# ------------------------------------------------------------------------------------------
+# factory limit, event building and masks
+# ------------------------------------------------------------------------------------------
 
 
 def test_factory_limit_sets_bit_31(det):
     rng = np.random.default_rng(8)
     doms = rng.choice(det.n_doms, 12, replace=False)
-    off = det.dom_pmt_offsets[doms]
-    t = rng.uniform(0, 50, 12)  # 12 L1s in 50 ns: not a muon, but over the limit of 10
-    idx = np.concatenate([off, off + 5])
-    tt = np.concatenate([t, t + 2.0])
-    hits = hits_table([hit_columns(det, idx, tt, 3)])
-    out = Trigger3DMuon(preset("orca6", factory_limit=10), detector=det).run({"hits": hits}, _ctx(det, [3]))
-    te = out["triggered_events"]
-    assert te["trigger_mask"].tolist() == [MUON_MASK | FACTORY_MASK]
-    assert np.all(out["snapshot_hits"]["trigger_mask"] == MUON_MASK | FACTORY_MASK)
-    out = Trigger3DMuon(preset("orca6", factory_limit=13), detector=det).run({"hits": hits}, _ctx(det, [3]))
-    # below the limit the same hits still form a causal 3DMuon cluster on this compact block
-    assert out["triggered_events"]["trigger_mask"].tolist() == [MUON_MASK]
+    idx, t = l2_pairs(det, doms, rng.uniform(0, 50, 12))  # 12 L2s in 50 ns, not causal
+    cols = hit_columns(det, idx, t, 3)
+    te, sh, _ = run(det, only("trigger3DShower", **{"trigger3DShower.factoryLimit": 10}), cols)
+    assert te["trigger_mask"].tolist() == [MASK_3DSHOWER | MASK_FACTORY_LIMIT]
+    assert np.all(sh["trigger_mask"] == MASK_3DSHOWER | MASK_FACTORY_LIMIT)
+    te, _, _ = run(det, only("trigger3DShower", **{"trigger3DShower.factoryLimit": 13}), cols)
+    assert all(int(m) & MASK_FACTORY_LIMIT == 0 for m in te["trigger_mask"])
 
 
-def _n_l1_in_window(det, cols, cfg, window):
-    """Number of 3D-trigger inputs (L2s) and the most of them within ``window`` ns."""
-    counts = np.zeros(det.n_doms + 1, dtype=np.int64)
-    dom = det.dom_index(cols["dom_id"])
-    ch = cols["channel_id"].astype(np.int64)
-    order, _, l1_t, first, stop = K.find_l1(dom, ch, cols["time"], counts, cfg.tmax_local_ns, cfg.l1_min_hits, cfg.combine_l1)
-    hit_dir = det.pmt_dir[det.pmt_index(cols["dom_id"], ch)]
-    l2_t = K.find_l2(order, ch, cols["time"], hit_dir, first, stop, cfg.l2_tmax_ns, cfg.l2_min_hits, cfg.l2_ct_min)
-    l1_t = np.sort(l2_t[np.isfinite(l2_t)])
-    if len(l1_t) == 0:
-        return 0, 0
-    most = max(np.searchsorted(l1_t, x + window, side="right") - i for i, x in enumerate(l1_t))
-    return len(l1_t), most
+def test_mask_bits_are_the_km3net_bit_numbers():
+    """FORMATS.md §5 / km3io: bit numbers 1, 2, 4, 31 -> the real ARCA event with all three
+    triggers has mask 22 (checked against the real files in test_real_data.py)."""
+    assert (MASK_3DSHOWER, MASK_MXSHOWER, MASK_3DMUON, MASK_FACTORY_LIMIT) == (2, 4, 16, 2**31)
+    assert MASK_3DSHOWER | MASK_MXSHOWER | MASK_3DMUON == 22
 
 
-def test_k40_background_rarely_fires(det):
-    """Pure 7 kHz K40 windows of 10 µs, ORCA6 settings (4 L1s on 4 DOMs, 43 m road).
+def test_overlapping_triggers_merge_into_one_event(det):
+    """A muon and a shower 1.5 µs apart (orca6: TMaxEvent 1 µs, snapshots overlap) give one
+    event with both bits; 5 µs apart (no overlap) two events, of which the stage keeps the
+    larger."""
+    cfg = preset("orca6", **{"triggerMXShower.enabled": False})
+    u = np.array([0.0, 0.6, -0.8])
+    mi, mt = _exact_muon_l2s(det, u, det.center(), 1000.0, np.array([5, 30, 60, 90, 120]))
+    sdoms = _doms_near(det, SHOWER_VERTEX, 3, 20.0)
+    for gap, n_events in ((1500.0, 1), (5000.0, 2)):
+        t_sh = mt.max() + gap
+        si, st = l2_pairs(det, sdoms, point_source_times(det, sdoms, SHOWER_VERTEX, t_sh))
+        cols = hit_columns(det, np.concatenate([mi, si]), np.concatenate([mt, st]), 0)
+        te, sh, _ = run(det, cfg, cols, one_per_window=False)
+        assert len(te) == n_events, gap
+        if n_events == 1:
+            assert te["trigger_mask"][0] & (MASK_3DMUON | MASK_3DSHOWER) == MASK_3DMUON | MASK_3DSHOWER
+            assert te["overlays"][0] >= 1
+            trig_t = sh["time"][sh["trigger_mask"] != 0]
+            assert te["snapshot_start"][0] == trig_t.min() - cfg.TMaxEvent_ns
+            assert te["snapshot_end"][0] == trig_t.max() + cfg.TMaxEvent_ns
+        else:
+            assert te["snapshot_end"][0] < te["snapshot_start"][1]
+            assert te["trigger_mask"].tolist() == [MASK_3DMUON, MASK_3DSHOWER]
+            n_mu, n_sh = te["n_triggered_hits"].tolist()
+            assert n_sh == 6 and n_mu >= 8  # 3 shower L2s; >= 4 of the 5 muon L2s (43 m road)
+            kept, _, _ = run(det, cfg, cols)  # stage mode: one event per simulated window, the larger
+            assert kept["trigger_mask"].tolist() == [MASK_3DMUON] and kept["n_triggered_hits"].tolist() == [n_mu]
 
-    The trigger can only fire when >= 4 L1s fall within the longest causal time span T of a
-    cluster (the factory window, ~0.79 µs); we check that implication window by window
-    (deterministic), and that such windows are as rare as Poisson statistics of the measured
-    L1 rate predict: expected count N_win · n̄ · P(Poisson(λ_T) >= 3) with λ_T = n̄ T / 10 µs.
-    The observed number of fires must stay below the Poisson 99.9 % upper quantile of that
-    expectation (an upper bound: the geometry cut makes fires rarer still).
-    """
-    rng = np.random.default_rng(9)
-    n_win = 300
-    cfg = preset("orca6")
-    stage = Trigger3DMuon(cfg, detector=det)
-    events = []
-    for e in range(n_win):
-        bi, bt = k40_pmts(det, rng, 10_000.0)
-        events.append(hit_columns(det, bi, bt, e))
-    out = stage.run({"hits": hits_table(events)}, _ctx(det, range(n_win)))
-    fired = set(out["triggered_events"]["event_id"].tolist())
-    n_l1 = []
-    possible = set()
-    for e, cols in enumerate(events):
-        n, most = _n_l1_in_window(det, cols, cfg, stage.factory_window_ns)
-        n_l1.append(n)
-        if most >= cfg.muon_min_hits:
-            possible.add(e)
-    assert fired <= possible
-    nbar = float(np.mean(n_l1))
-    # L2s (10 ns, PMT axes at < 90°): ~(0.2 + 0.3) kHz random + genuine per DOM x 126 DOMs
-    # x 10 µs ≈ 0.5-1
-    assert 0.2 < nbar < 5
-    lam = nbar * stage.factory_window_ns / 10_000.0
-    from scipy.stats import poisson
 
-    expected = n_win * nbar * poisson.sf(cfg.muon_min_hits - 2, lam)
-    bound = poisson.ppf(0.999, max(expected, 1e-3))
-    assert len(fired) <= bound
-    assert len(possible) <= poisson.ppf(0.999, max(expected, 1e-3)) + 1
+def test_snapshot_window_bounds(det):
+    rng = np.random.default_rng(6)
+    cols = muon_event(det, rng, 0, window_ns=20_000.0)
+    cfg = only("trigger3DMuon")
+    te, sh, _ = run(det, cfg, cols)
+    trig_t = sh["time"][sh["trigger_mask"] != 0]
+    assert te["snapshot_start"][0] == trig_t.min() - cfg.TMaxEvent_ns
+    assert te["snapshot_end"][0] == trig_t.max() + cfg.TMaxEvent_ns
+    inside = (cols["time"] >= te["snapshot_start"][0]) & (cols["time"] <= te["snapshot_end"][0])
+    assert len(sh) == inside.sum() == te["n_hits"][0] and 0 < inside.sum() < len(cols["time"])
+    assert te["n_triggered_hits"][0] == (sh["trigger_mask"] != 0).sum()
+    assert te["n_triggered_doms"][0] == len(np.unique(sh["dom_id"][sh["trigger_mask"] != 0]))
+
+
+def test_dom_sorted_and_time_sorted_layouts_agree(det):
+    rng = np.random.default_rng(14)
+    cols = muon_event(det, rng, 0, window_ns=200_000.0)
+    proc = TriggerProcessor(preset("orca6"), det)
+    dom = det.dom_index(cols["dom_id"]).astype(np.int32)
+    ch = cols["channel_id"].astype(np.int16)
+    off = np.array([0, len(dom)])
+    a = proc.run(off, dom, ch, cols["time"], one_per_window=False)
+    o = np.lexsort((cols["time"], dom))
+    b = proc.run(off, dom[o], ch[o], cols["time"][o], dom_sorted=True, one_per_window=False)
+    assert len(a.ev_mask) >= 1
+    for key in ("ev_start", "ev_end", "ev_mask", "ev_overlays"):
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+    np.testing.assert_array_equal(a.hit_mask[o], b.hit_mask)
 
 
 # ------------------------------------------------------------------------------------------
@@ -423,70 +530,37 @@ def test_k40_background_rarely_fires(det):
 # ------------------------------------------------------------------------------------------
 
 
-def test_chunk_invariance(det):
+def test_chunk_invariance_unsorted_and_empty_input(det):
     rng = np.random.default_rng(12)
-    events = [muon_event(det, rng, e) if e % 3 else hit_columns(det, *k40_pmts(det, rng, 10_000.0), e) for e in range(40)]
+    events = [muon_event(det, rng, e) if e % 3 else hit_columns(det, *k40_pmts(det, rng, 10_000.0), e) for e in range(30)]
     hits = hits_table(events)
-    stage = Trigger3DMuon(preset("orca6"), detector=det)
-    full = stage.run({"hits": hits}, _ctx(det, range(40)))
-    parts = [
-        stage.run({"hits": hits.select_events(range(a, a + 20))}, _ctx(det, range(a, a + 20)))
-        for a in (0, 20)
-    ]
+    stage = Trigger(preset("orca6"), detector=det)
+    full = stage.run({"hits": hits}, _ctx(det, range(30)))
+    parts = [stage.run({"hits": hits.select_events(range(a, a + 15))}, _ctx(det, range(a, a + 15))) for a in (0, 15)]
     for name in ("triggered_events", "snapshot_hits"):
         assert Table.concat([p[name] for p in parts]).equals(full[name])
-    assert len(full["triggered_events"]) >= 26  # the 26 muon events
-
-
-def test_unsorted_input_and_empty_input(det):
-    rng = np.random.default_rng(13)
-    hits = hits_table([muon_event(det, rng, 0)])
-    stage = Trigger3DMuon(preset("orca6"), detector=det)
-    ref = stage.run({"hits": hits}, _ctx(det, [0]))
-    shuffled = hits[rng.permutation(len(hits))]
-    out = stage.run({"hits": shuffled}, _ctx(det, [0]))
-    assert out["snapshot_hits"].equals(ref["snapshot_hits"])
-    empty = stage.run({"hits": hits[np.zeros(len(hits), bool)]}, _ctx(det, [0]))
+    assert len(full["triggered_events"]) >= 20  # the 20 muon events
+    shuffled = stage.run({"hits": hits[rng.permutation(len(hits))]}, _ctx(det, range(30)))
+    assert shuffled["snapshot_hits"].equals(full["snapshot_hits"])
+    empty = stage.run({"hits": hits[np.zeros(len(hits), bool)]}, _ctx(det, range(30)))
     assert len(empty["triggered_events"]) == 0 and len(empty["snapshot_hits"]) == 0
 
 
-def test_presets_carry_physics_md_values():
-    arca = preset("arca21")
-    assert (arca.tmax_local_ns, arca.l1_min_hits, arca.combine_l1) == (25.0, 2, True)
-    assert (arca.muon_min_hits, arca.muon_min_doms, arca.road_width_m) == (5, 5, 120.0)
-    assert (arca.direction_step_deg, arca.dmax_m, arca.tmax_extra_ns) == (10.0, 891.0, 25.0)
-    assert (arca.tmax_event_ns, arca.factory_limit) == (4102.0, 100)
-    assert (arca.l2_tmax_ns, arca.l2_min_hits, arca.l2_ct_min) == (10.0, 2, -1.0)
-    orca = Trigger3DMuonConfig.from_preset("orca6")
-    assert (orca.tmax_local_ns, orca.l1_min_hits) == (25.0, 2)
-    assert (orca.muon_min_hits, orca.muon_min_doms, orca.road_width_m) == (4, 4, 43.0)
-    assert (orca.direction_step_deg, orca.dmax_m, orca.tmax_extra_ns) == (10.0, 165.0, 25.0)
-    assert (orca.tmax_event_ns, orca.factory_limit) == (1000.0, 100)
-    assert (orca.l2_tmax_ns, orca.l2_min_hits, orca.l2_ct_min) == (10.0, 2, 0.0)
-    assert Trigger3DMuonConfig().model_dump(exclude={"preset"}) == arca.model_dump(exclude={"preset"})  # defaults: ARCA21
-    assert preset("ORCA6", road_width_m=50.0).road_width_m == 50.0
-    assert set(TRIGGER_PRESETS) == {"arca21", "orca6"}
-    with pytest.raises(Exception, match="unknown trigger preset"):
-        preset("antares")
-    with pytest.raises(pydantic.ValidationError):
-        Trigger3DMuonConfig(road_width=100)
+def test_bad_hits_raise(det):
+    from km3sim.errors import StageError
+
+    cols = hit_columns(det, [0, 1], [0.0, 1.0], 0)
+    bad = dict(cols, channel_id=np.array([0, 40], dtype=np.int32))
+    with pytest.raises(StageError, match="channel 40"):
+        trigger_hits(make_table("hits", **bad), det)
+    bad = dict(cols, dom_id=np.array([1, 999_999], dtype=np.int32))
+    with pytest.raises(StageError, match="unknown to detector"):
+        trigger_hits(make_table("hits", **bad), det)
+    with pytest.raises(StageError, match="needs a detector"):
+        Trigger(preset("orca6")).process({"hits": make_table("hits", **cols)}, _ctx(None, [0]))
 
 
-def test_registered():
+def test_registered_and_backwards_compatible_names():
     cls = get_stage("trigger")
-    assert cls is Trigger3DMuon
-    assert cls.role == "trigger"
-    assert cls.consumes == ("hits",)
-    assert cls.produces == ("triggered_events", "snapshot_hits")
-
-
-def test_preset_key_in_config_is_overridden_by_explicit_keys():
-    from km3sim.trigger.trigger import TRIGGER_PRESETS
-
-    cfg = Trigger3DMuonConfig.model_validate({"preset": "ORCA6", "road_width_m": 50.0})
-    orca = TRIGGER_PRESETS["orca6"]
-    assert cfg.road_width_m == 50.0
-    assert cfg.muon_min_hits == orca["muon_min_hits"] and cfg.dmax_m == orca["dmax_m"]
-    assert cfg.tmax_event_ns == orca["tmax_event_ns"]
-    with pytest.raises(ValueError, match="unknown trigger preset"):
-        Trigger3DMuonConfig.model_validate({"preset": "antares"})
+    assert cls is Trigger is Trigger3DMuon
+    assert (cls.role, cls.consumes, cls.produces) == ("trigger", ("hits",), ("triggered_events", "snapshot_hits"))
