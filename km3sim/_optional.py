@@ -9,7 +9,7 @@ from km3sim.errors import Km3simError
 __all__ = ["require"]
 
 #: module -> the km3sim extra that installs it
-EXTRAS = {"uproot": "io", "awkward": "io", "corsikaio": "io", "km3flux": "flux"}
+EXTRAS = {"uproot": "io", "awkward": "io", "corsikaio": "io", "km3flux": "flux", "dask_jobqueue": "batch", "matplotlib": "plot"}
 
 
 def require(module: str, purpose: str):

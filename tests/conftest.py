@@ -73,3 +73,35 @@ def site():
     from km3sim.stage import Site
 
     return Site()
+
+
+SMALL_STAGES = """\
+stages:
+  - atmospheric_muons: {energy_min_gev: 10, can_margin_m: 100}
+  - muon_propagation: {can_margin_m: 100}
+  - direct_light: {}
+  - pmt_response: {k40_rate_hz: 7000}
+"""
+
+
+def write_small_production(directory: Path, *, runs: str | None = None, chunk_size: int = 8, workers: int = 0,
+                           name: str = "small", output: str = "out", extra: str = "",
+                           stages: str = SMALL_STAGES) -> Path:
+    """A production YAML that stops at the PMT response (3-DU ORCA block, 2 short runs by default):
+    the cheapest chain for tests of the production machinery."""
+    runs = runs if runs is not None else "runs:\n  - {run_id: 3, livetime_s: 1.0}\n  - {run_id: 5, livetime_s: 0.8}\n"
+    text = textwrap.dedent(
+        f"""\
+        name: {name}
+        seed: 777
+        output: {directory / output}
+        detector: {{builder: orca, n_dus: 3}}
+        site: orca
+        livetime_factor: 1
+        chunk_size: {chunk_size}
+        cluster: {{workers: {workers}}}
+        """
+    ) + runs + extra + stages
+    path = directory / f"{name}.yaml"
+    path.write_text(text)
+    return path

@@ -3,51 +3,66 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 from km3sim import __version__
 
 
+def _fmt_count(v) -> str:
+    return "n/a" if v is None else str(v)
+
+
 def _cmd_run(args) -> int:
     from km3sim.pipeline.config import load_production
+    from km3sim.pipeline.progress import ProgressDisplay, format_duration
     from km3sim.pipeline.runner import run_production
 
     prod = load_production(args.production, {"output": args.output, "workers": args.workers, "scheduler": args.scheduler})
-    where = f"scheduler {prod.cluster.scheduler}" if prod.cluster.scheduler else (
-        "this process" if prod.cluster.workers == 0 else f"embedded LocalCluster with {prod.cluster.workers} workers"
-    )
+    cl = prod.cluster
+    if cl.scheduler:
+        where = f"scheduler {cl.scheduler}"
+    elif cl.type != "local":
+        where = f"{cl.type} jobs through dask-jobqueue"
+    else:
+        where = "this process" if cl.workers == 0 else f"embedded LocalCluster with {cl.workers} workers"
     print(f"km3sim {__version__}: production '{prod.name}' -> {prod.output}  ({where})", flush=True)
-    t_last = [0.0]
-
-    def progress(done, total, summary):
-        now = time.perf_counter()
-        if done == total or now - t_last[0] > 1.0 or args.verbose:
-            t_last[0] = now
-            print(f"  [{done}/{total}] {summary.get('key', '')}{'  FAILED: ' + summary['error'] if 'error' in summary else ''}", flush=True)
-
-    result = run_production(prod, progress=progress)
+    display = ProgressDisplay(verbose=args.verbose, interval_s=args.progress_interval)
+    result = run_production(prod, progress=display, on_start=display.start, verify=args.verify)
     s = result.summary
     print(f"\nOutput: {Path(prod.output).resolve()}")
-    print(f"  runs {s['runs']}, chunks {s['chunks']}, simulated livetime {s['livetime_s']:.1f} s")
-    print(f"  tasks computed {result.computed}, skipped (already done) {result.skipped}, failed {len(result.failed)}")
-    print(f"  events generated {s['generated']}, triggered {s['triggered']}, reconstructed {s['reconstructed']}")
-    print(f"  wall time {result.wall_time_s:.1f} s")
+    print(f"  runs {s['runs']}, chunks {s['chunks']}, simulated livetime {s['livetime_s']:.1f} s "
+          f"(data livetime {s['data_livetime_s']:.1f} s)")
+    print(f"  tasks computed {result.computed}, skipped (already done) {result.skipped}, failed {len(result.failed)}"
+          f"{f', retried {result.retried}' if result.retried else ''}"
+          f"{f', with sanity flags {result.flagged}' if result.flagged else ''}")
+    print(f"  events generated {s['generated']}, triggered {s['triggered']}, reconstructed {_fmt_count(s['reconstructed'])}")
+    print(f"  wall time {format_duration(result.wall_time_s)} ({result.wall_time_s:.1f} s); catalogue {result.catalogue}")
     if result.failed:
-        print(f"\n{len(result.failed)} task(s) failed; first: {result.failed[0]['task']}: {result.failed[0]['error']}", file=sys.stderr)
-        print(f"details in {Path(prod.output) / 'failures.jsonl'}; re-run the same command to retry", file=sys.stderr)
+        first = result.failed[0]
+        print(f"\n{len(result.failed)} task(s) failed; first: {first['task']}: {first['error']}", file=sys.stderr)
+        print(f"details: km3sim status {args.production} --failed (and {Path(prod.output) / 'failures.jsonl'}); "
+              "re-run the same command to retry", file=sys.stderr)
         return 1
     return 0
 
 
 def _cmd_status(args) -> int:
     from km3sim.pipeline.config import load_production
-    from km3sim.pipeline.status import format_status, production_status
+    from km3sim.pipeline.status import chunk_rows, format_chunks, format_status, production_status
 
     prod = load_production(args.production, {"output": args.output})
-    rows = production_status(prod)
+    rows = production_status(prod, by_generator=True if args.by_generator else None)
     print(f"production '{prod.name}' in {prod.output}")
     print(format_status(rows))
+    if args.chunks or args.failed or args.flagged:
+        where = []
+        if args.failed:
+            where.append("status = 'failed'")
+        if args.flagged:
+            where.append("flags IS NOT NULL AND flags != '[]'")
+        sel = chunk_rows(prod, " OR ".join(where))
+        print()
+        print(format_chunks(sel, tracebacks=args.tracebacks))
     complete = all(r["done"] == r["chunks"] for r in rows)
     print("complete" if complete else "incomplete")
     return 0
@@ -59,9 +74,18 @@ def register(sub) -> None:
     r.add_argument("--workers", type=int, help="number of local dask workers (0: run in this process)")
     r.add_argument("--output", help="output directory (overrides the YAML)")
     r.add_argument("--scheduler", help="address of an existing dask scheduler, e.g. tcp://host:8786")
+    r.add_argument("--verify", action="store_true",
+                   help="re-read finished files and compare their Adler-32 with the catalogue before skipping them")
+    r.add_argument("--progress-interval", type=float, default=10.0, metavar="S",
+                   help="seconds between progress lines when the output is not a terminal (default 10)")
     r.set_defaults(func=_cmd_run)
 
-    s = sub.add_parser("status", help="show which outputs of a production are done")
+    s = sub.add_parser("status", help="show the production catalogue: chunks done, failed, missing per stage")
     s.add_argument("production")
     s.add_argument("--output", help="output directory (overrides the YAML)")
+    s.add_argument("--chunks", action="store_true", help="one line per task (stage, run, chunk) from the catalogue")
+    s.add_argument("--failed", action="store_true", help="list the failed tasks with their error")
+    s.add_argument("--flagged", action="store_true", help="list the tasks with sanity flags")
+    s.add_argument("--tracebacks", action="store_true", help="with --failed: print the tracebacks")
+    s.add_argument("--by-generator", action="store_true", help="one row per generator and stage")
     s.set_defaults(func=_cmd_status)

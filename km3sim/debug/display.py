@@ -127,6 +127,9 @@ def _segment(track_pos, track_dir, length, box_lo, box_hi):
 
 def draw_event(view: EventView, figure=None):
     """Draw ``view`` into a new (or the given) matplotlib Figure and return it."""
+    from km3sim._optional import require
+
+    require("matplotlib", "the event display")
     from matplotlib import colormaps
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import uuid
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from km3sim.errors import StageFileError
 from km3sim.schema import DATA_MODEL_VERSION, SCHEMAS
 from km3sim.table import Table
 
-__all__ = ["write_stage_file", "read_stage_file", "read_stage_dir", "read_attrs", "file_checksum", "is_complete"]
+__all__ = ["write_stage_file", "read_stage_file", "read_stage_dir", "read_attrs", "read_columns", "file_checksum",
+           "adler32_checksum", "is_complete"]
 
 _COMPRESSION = "lzf"
 
@@ -40,6 +42,19 @@ def file_checksum(path: str | os.PathLike) -> str:
     except OSError as exc:
         raise StageFileError(f"cannot read {path}: {exc}") from exc
     return h.hexdigest()
+
+
+def adler32_checksum(path: str | os.PathLike) -> str:
+    """Adler-32 of a file's bytes as 8 lower-case hex digits (``zlib.adler32``: the checksum
+    Rucio and the grid storage elements use)."""
+    value = 1
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                value = zlib.adler32(block, value)
+    except OSError as exc:
+        raise StageFileError(f"cannot read {path}: {exc}") from exc
+    return f"{value & 0xFFFFFFFF:08x}"
 
 
 def _attr_value(value):
@@ -155,6 +170,31 @@ def read_stage_file(path: str | os.PathLike, tables: Iterable[str] | None = None
     except OSError as exc:
         raise StageFileError(f"stage file {path} is not a readable HDF5 file: {exc}") from exc
     return out, attrs
+
+
+def read_columns(path: str | os.PathLike, table: str, columns: Iterable[str]) -> dict[str, np.ndarray]:
+    """Some columns of one table of a stage file (no schema check of the other columns).
+
+    Raises
+    ------
+    StageFileError
+        If the file is unreadable or lacks the table or a column.
+    """
+    out = {}
+    try:
+        with h5py.File(path, "r") as f:
+            if table not in f:
+                raise StageFileError(f"stage file {path} has no table {table!r}")
+            g = f[table]
+            for col in columns:
+                if col not in g:
+                    raise StageFileError(f"stage file {path}: table {table!r} lacks column {col!r}")
+                out[col] = g[col][()]
+    except FileNotFoundError as exc:
+        raise StageFileError(f"stage file {path} does not exist") from exc
+    except OSError as exc:
+        raise StageFileError(f"stage file {path} is not a readable HDF5 file: {exc}") from exc
+    return out
 
 
 def is_complete(path: str | os.PathLike, chain_hash: str) -> bool:

@@ -110,6 +110,9 @@ class ValidationReport:
 
 # ------------------------------------------------------------------------------------ drawing
 def _figure(ncols=1):
+    from km3sim._optional import require
+
+    require("matplotlib", "the validation report")
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4 * ncols, 4.2), layout="constrained")

@@ -22,6 +22,7 @@ def test_example_production_plans(path, tmp_path):
     prod = load_production(path, overrides={"output": str(tmp_path / "out")})
     plan = plan_production(prod)
     assert plan.tasks, f"{path.name}: no tasks planned"
-    n_stages = len(prod.stage_specs())
-    assert len(plan.tasks) % n_stages == 0
+    # every chunk of every generator goes through the generator and all processing stages
+    for unit in plan.units():
+        assert len(plan.chunk_tasks(unit)) == 1 + len(prod.processing_specs())
     assert all(n > 0 for n in plan.n_events_per_run.values())

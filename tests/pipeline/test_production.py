@@ -127,18 +127,5 @@ def test_failure_is_recorded_and_dependent_tasks_not_run(tmp_path, monkeypatch):
     assert not list(Path(prod.output).rglob("*.tmp"))
 
 
-@pytest.mark.slow
-def test_existing_scheduler_gives_the_same_events(tiny_production, tmp_path):
-    """``--scheduler ADDRESS``: an existing dask cluster runs the production, same event data."""
-    from distributed import LocalCluster
-
-    from km3sim.cli import main
-
-    path, _ = tiny_production
-    reference = _all_tables(Path(load_production(path).output))
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        out = tmp_path / "sched"
-        assert main(["run", str(path), "--scheduler", cluster.scheduler_address, "--output", str(out)]) == 0
-        other = _all_tables(out)
-    for key, table in reference.items():
-        assert other[key].equals(table), key
+# The external-scheduler path (`--scheduler ADDRESS`) is tested with real `dask scheduler` and
+# `dask worker` processes in test_dask_cluster.py.
