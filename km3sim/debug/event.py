@@ -326,7 +326,8 @@ def resimulate_event(
         an invalid override value.
     """
     from km3sim.pipeline.plan import EVENTS_PER_RUN_MAX, plan_production
-    from km3sim.stage import Site, StageContext, get_stage
+    from km3sim.pipeline.runner import task_context
+    from km3sim.stage import Site, get_stage
 
     prod = _load_production(production)
     overrides = {k: dict(v) for k, v in (overrides or {}).items()}
@@ -384,10 +385,7 @@ def resimulate_event(
         stage = cls(config, detector=detector, site=site)
         result.stage_configs[task.stage_name] = config
         changed = changed or bool(over)
-        ctx = StageContext(
-            seed=task.seed, run_id=task.run_id, chunk=task.chunk, stage_name=task.stage_name, event_ids=ids,
-            livetime_s=task.livetime_s, n_events_run=task.n_events_run, detector=detector, site=stage.site,
-        )
+        ctx = task_context(task, detector, stage.site, event_ids=ids)
         inputs = {t: tables[t] for t in cls.consumes}
         if break_before is not None and break_before in (task.stage_name, cls.role):
             import pdb

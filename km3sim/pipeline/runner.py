@@ -110,6 +110,26 @@ def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def task_context(task: Task, detector, site: Site, event_ids=None) -> StageContext:
+    """The :class:`StageContext` of ``task`` (all its events, or only ``event_ids``).
+
+    The one place that turns a planned task into what a stage sees: the production runner
+    and the single-event re-simulation (:mod:`km3sim.debug`) both use it, so an event
+    re-simulated alone gets exactly the seeds and context it had in the production.
+    """
+    return StageContext(
+        seed=task.seed,
+        run_id=task.run_id,
+        chunk=task.chunk,
+        stage_name=task.stage_name,
+        event_ids=task.event_ids() if event_ids is None else event_ids,
+        livetime_s=task.livetime_s,
+        n_events_run=task.n_events_run,
+        detector=detector,
+        site=site,
+    )
+
+
 def execute_task(task: Task, *_dependencies, checks: dict | None = None) -> dict:
     """Run one (stage, run, chunk) task and write its file; skip it if its output is complete.
 
@@ -138,17 +158,7 @@ def execute_task(task: Task, *_dependencies, checks: dict | None = None) -> dict
     tables = {}
     for tname, path in task.parents:
         tables.update(read_stage_file(path, [tname])[0])
-    ctx = StageContext(
-        seed=task.seed,
-        run_id=task.run_id,
-        chunk=task.chunk,
-        stage_name=task.stage_name,
-        event_ids=task.event_ids(),
-        livetime_s=task.livetime_s,
-        n_events_run=task.n_events_run,
-        detector=detector,
-        site=stage.site,
-    )
+    ctx = task_context(task, detector, stage.site)
     result = stage.run(tables, ctx)
     header = stage.header()
     flags = sanity_flags(task, stage.role, result, header, detector, **(checks or {}))
