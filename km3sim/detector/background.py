@@ -45,7 +45,6 @@ __all__ = [
     "k40_pair_weight",
     "DomCoincidences",
     "Bioluminescence",
-    "singles_sampler",
     "simulate_background",
     "run_hit_kernel",
     "measured_pmt_rates_hz",
@@ -217,16 +216,6 @@ class DomCoincidences:
         return out
 
 
-def singles_sampler(rates_hz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative rate [1/ns] over PMTs and its guide table for O(1) PMT sampling in the kernel."""
-    r = np.clip(np.nan_to_num(np.asarray(rates_hz, dtype=np.float64), nan=0.0), 0.0, None) * 1e-9
-    cum = np.cumsum(r)
-    n = max(len(r), 1)
-    total = cum[-1] if len(r) else 0.0
-    guide = np.searchsorted(cum, np.arange(n) * (total / n), side="right").astype(np.int64)
-    return cum if len(r) else np.zeros(1), np.minimum(guide, max(len(r) - 1, 0))
-
-
 # ------------------------------------------------------------------------------ bioluminescence
 
 
@@ -261,20 +250,27 @@ class Bioluminescence:
 # ------------------------------------------------------------------------------ kernel wrapper
 
 _EMPTY_I = np.zeros(0, dtype=np.int64)
+_EMPTY_F = np.zeros(0, dtype=np.float64)
 #: Φ⁻¹ at the midpoints of 2¹³ equal steps of (0, 1), for the background charge sampler (64 kB:
 #: stays in the cache; the Gaussian is cut at ±3.7 σ).
 NDTRI_TABLE = ndtri((np.arange(1 << 13) + 0.5) / (1 << 13))
-
 
 #: Time slewing of PHYSICS.md §7.3 on a 1/8-ns grid of ToT 0..256 ns (exact: the table's nodes
 #: are multiples of 1 ns, and it is linear between them).
 SLEW_INV_STEP = 8.0
 SLEW_TABLE = time_slewing_ns(np.arange(0, 256 * 8 + 1) / SLEW_INV_STEP)
 
+#: ToT tables of the kernel: ToT of each pulse shape at q = 0, 1/512, ..., 8 p.e. (32 kB per
+#: shape), linear interpolation (|error| < 2e-4 ns for the default shape, far below the 1-ns
+#: digitisation); larger charges use the closed form.
+TOT_INV_STEP = 512.0
+TOT_Q_MAX = 8.0
 
-def packed_pmt_parameters(params: PmtParameters) -> tuple[np.ndarray, np.ndarray]:
-    """Parameter class of each PMT and the class rows (``PP_*`` columns) of
-    :func:`~km3sim.detector._kernels.simulate_hits`; PMTs with equal parameters share a class."""
+
+def packed_pmt_parameters(params: PmtParameters) -> tuple:
+    """Parameter class of each PMT, the class rows (``PP_*`` columns) of
+    :func:`~km3sim.detector._kernels.simulate_hits`, the ToT tables of the distinct pulse shapes
+    and the transit-time inverse CDFs; PMTs with equal parameters share a class."""
     n = params.n_pmts
     pp = np.zeros((n, K.PP_COLUMNS))
     pp[:, K.PP_QE] = params.qe
@@ -286,21 +282,42 @@ def packed_pmt_parameters(params: PmtParameters) -> tuple[np.ndarray, np.ndarray
     pp[:, K.PP_DECAY] = params.decay_time
     pp[:, K.PP_TRANSITION] = np.minimum(params.transition, 1e300)
     pp[:, K.PP_TTS] = params.tts
+    n_tab = len(NDTRI_TABLE)
     with np.errstate(divide="ignore", invalid="ignore"):
+        # background charge = draw_pe_charge conditioned above threshold: under-amplified part
+        # (uniform in (threshold, gain)) with conditional weight w, else Gaussian above threshold
         z = np.where(params.gain_spread > 0, (params.threshold - params.gain) / params.gain_spread,
                      np.where(params.gain > params.threshold, -np.inf, np.inf))
         cdf_lo = ndtr(z)
         p_u = float(params.p_under_amplified)
         a = p_u * np.clip(1.0 - params.threshold / params.gain, 0.0, None)
         b = (1.0 - p_u) * (1.0 - cdf_lo)
-        w = np.where(a + b > 0, a / (a + b), 0.0)
-    pp[:, K.PP_CDF_LO] = cdf_lo
-    pp[:, K.PP_W_UNDER] = np.nan_to_num(w)
+        w = np.nan_to_num(np.where(a + b > 0, a / (a + b), 0.0))
+        under_scale = np.nan_to_num(np.where(w > 0, (params.gain - params.threshold) / w, 0.0))
+        g = np.where(w < 1.0, (1.0 - cdf_lo) / (1.0 - w), 0.0)
+    pp[:, K.PP_W_UNDER] = w
+    pp[:, K.PP_UNDER_SCALE] = under_scale
+    pp[:, K.PP_QA] = n_tab * g  # position in NDTRI_TABLE = u·QA + QB for u >= w
+    pp[:, K.PP_QB] = n_tab * (cdf_lo - w * g) - 0.5
+    shapes = np.stack([params.threshold, params.rise_time, params.decay_time, pp[:, K.PP_TRANSITION]], axis=1)
+    if n:
+        ushape, sinv = np.unique(shapes, axis=0, return_inverse=True)
+        pp[:, K.PP_SHAPE] = sinv.reshape(-1)
+    else:
+        ushape = np.array([[0.24, 7.24, 8.0, 1.7]])
+    q = np.arange(int(TOT_Q_MAX * TOT_INV_STEP) + 1) / TOT_INV_STEP
+    tot_tables = np.empty((len(ushape), len(q)))
+    for k, (th, rise, dec, tr) in enumerate(ushape):
+        tot_tables[k] = K.time_over_threshold_array(q, th, rise, dec, float(params.saturation), float(params.slope), tr)
+    tts_index = getattr(params, "tts_table", None)
+    pp[:, K.PP_TTS_TABLE] = -1.0 if tts_index is None else tts_index
+    tables = list(getattr(params, "tts_tables", []) or [])
+    tts_tables = np.stack([t.icdf for t in tables]) if tables else np.zeros((1, 2))
     if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros((1, K.PP_COLUMNS))
+        return np.zeros(0, dtype=np.int32), np.zeros((1, K.PP_COLUMNS)), tot_tables, tts_tables
     table, pclass = np.unique(pp, axis=0, return_inverse=True)
-    return np.ascontiguousarray(pclass.reshape(-1), dtype=np.int64), np.ascontiguousarray(table)
-_EMPTY_F = np.zeros(0, dtype=np.float64)
+    return (np.ascontiguousarray(pclass.reshape(-1), dtype=np.int32), np.ascontiguousarray(table),
+            np.ascontiguousarray(tot_tables), np.ascontiguousarray(tts_tables))
 
 
 def run_hit_kernel(
@@ -316,36 +333,81 @@ def run_hit_kernel(
     ex_offsets=None, ex_pmt=_EMPTY_I, ex_rate=_EMPTY_F,
     afterpulses: bool = True,
     packed: tuple | None = None,
+    capacity: int | None = None,
 ):
     """Call :func:`km3sim.detector._kernels.simulate_hits` with the arrays of these objects.
 
     ``active`` (bool per PMT) are the PMTs that record hits; ``singles_hz`` the UNCORRELATED
-    singles rate of each PMT [Hz] (0 for inactive ones). Returns the kernel's hit arrays.
+    singles rate of each PMT [Hz] (0 for inactive ones). The output arrays are allocated here
+    for the expected number of hits, or ``capacity`` (tests), and enlarged if an event does not
+    fit.
+
+    Returns
+    -------
+    hit_event, hit_pmt, hit_time, hit_tot, hit_npe, hit_origin : ndarray
+        Index in ``seeds`` (int32), detector PMT index (int32), time [ns] (float64), ToT [ns,
+        not rounded] (float32), number of pe (int32), origin (int32); ordered by event, then time.
     """
     n_ev = len(seeds)
     if mc_offsets is None:
         mc_offsets = np.zeros(n_ev + 1, dtype=np.int64)
     if ex_offsets is None:
         ex_offsets = np.zeros(n_ev + 1, dtype=np.int64)
+    mc_offsets = np.ascontiguousarray(mc_offsets, dtype=np.int64)
+    mc_time = np.ascontiguousarray(mc_time, dtype=np.float64)
+    ex_offsets = np.ascontiguousarray(ex_offsets, dtype=np.int64)
+    ex_rate = np.ascontiguousarray(ex_rate, dtype=np.float64)
     act = np.ascontiguousarray(active, dtype=np.uint8)
-    pclass, ptable = packed_pmt_parameters(params) if packed is None else packed
-    cum, guide = singles_sampler(np.where(act > 0, singles_hz, 0.0))
-    fold_cum = np.cumsum(np.asarray(k40.fold_hz, dtype=np.float64)) * 1e-9
-    return simulate_hits(
+    pclass, ptable, tot_tables, tts_tables = packed_pmt_parameters(params) if packed is None else packed
+    rates = np.clip(np.nan_to_num(np.where(act > 0, singles_hz, 0.0), nan=0.0), 0.0, None) * 1e-9  # [1/ns]
+    alias_prob, alias_idx = K.alias_table(rates)
+    singles_rate = float(rates.sum())
+    fold_hz = np.asarray(k40.fold_hz, dtype=np.float64)
+    fold_cum = np.cumsum(fold_hz) * 1e-9
+    ap = float(params.afterpulse_probability if afterpulses else 0.0)
+
+    # expected hits: singles + coincidence hits + extra singles + signal pe (with afterpulses)
+    w_len = K.window_lengths(mc_offsets, mc_time, float(window_margin_ns))
+    coinc_hits = float(np.sum((np.arange(len(fold_hz)) + 2) * fold_hz)) * 1e-9 * doms.n_doms
+    expected = (singles_rate + coinc_hits) * float(w_len.sum()) + (1.0 + ap) * float(mc_offsets[-1])
+    if len(ex_rate):
+        ev_of_ex = np.repeat(np.arange(n_ev), np.diff(ex_offsets))
+        expected += float(np.sum(ex_rate * w_len[ev_of_ex]))
+    cap = int(expected + 6.0 * np.sqrt(expected) + 1024) if capacity is None else max(int(capacity), 1)
+    out = _new_hit_arrays(cap)
+    args = (
         np.ascontiguousarray(seeds, dtype=np.uint64), float(window_margin_ns),
-        np.ascontiguousarray(mc_offsets, dtype=np.int64), np.ascontiguousarray(mc_pmt, dtype=np.int64),
-        np.ascontiguousarray(mc_time, dtype=np.float64), np.ascontiguousarray(mc_origin, dtype=np.int64),
-        np.ascontiguousarray(ex_offsets, dtype=np.int64), np.ascontiguousarray(ex_pmt, dtype=np.int64),
-        np.ascontiguousarray(ex_rate, dtype=np.float64),
-        act, pclass, ptable, NDTRI_TABLE,
-        cum, guide,
+        mc_offsets, np.ascontiguousarray(mc_pmt, dtype=np.int64), mc_time,
+        np.ascontiguousarray(mc_origin, dtype=np.int64),
+        ex_offsets, np.ascontiguousarray(ex_pmt, dtype=np.int64), ex_rate,
+        act, pclass, ptable, NDTRI_TABLE, tot_tables, TOT_INV_STEP, tts_tables,
+        alias_prob, alias_idx, singles_rate,
         doms.dom_offsets, doms.dom_pmts, doms.dom_type, doms.wmat, doms.first_cum, fold_cum, float(k40.sigma_ns),
         float(params.p_under_amplified), float(params.band_tot_mean), float(params.band_tot_sigma),
         float(params.saturation), float(params.slope),
         bool(params.slewing), SLEW_TABLE, SLEW_INV_STEP,
-        float(params.afterpulse_probability if afterpulses else 0.0), float(params.afterpulse_delay),
-        float(params.afterpulse_delay_sigma),
+        ap, float(params.afterpulse_delay), float(params.afterpulse_delay_sigma),
     )
+    e_done, n_hits = 0, 0
+    while True:
+        e_done, n_hits = simulate_hits(*args, *out, e_done, n_hits)
+        if e_done >= n_ev:
+            break
+        # an event did not fit: room for the rest as expected so far, at least twice as much
+        per_event = n_hits / max(e_done, 1) + 1024
+        grown = _new_hit_arrays(max(2 * cap, int(n_hits + 1.2 * per_event * (n_ev - e_done)) + 4096))
+        for old, new in zip(out, grown):
+            new[:n_hits] = old[:n_hits]
+        out, cap = grown, len(grown[0])
+    h_event, h_pmt, h_time, h_tot, _, h_npe, h_origin = out
+    return h_event[:n_hits], h_pmt[:n_hits], h_time[:n_hits], h_tot[:n_hits], h_npe[:n_hits], h_origin[:n_hits]
+
+
+def _new_hit_arrays(n: int) -> tuple:
+    """Output arrays of :func:`~km3sim.detector._kernels.simulate_hits` (event, PMT, time, ToT,
+    charge, npe, origin) for ``n`` hits: 32 bytes per hit."""
+    return (np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, np.float64), np.empty(n, np.float32),
+            np.empty(n, np.float32), np.empty(n, np.int32), np.empty(n, np.int32))
 
 
 def uncorrelated_rates_hz(total_hz: np.ndarray, active: np.ndarray, params: PmtParameters,

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from km3sim.detector._kernels import time_over_threshold_array, tot_log_ns
-from km3sim.errors import ConfigError
+from km3sim.errors import ConfigError, Km3simError
 
 __all__ = [
     "PHOTOCATHODE_AREA_M2",
@@ -53,6 +53,12 @@ __all__ = [
     "time_over_threshold",
     "time_slewing_ns",
     "pmt_parameters",
+    "TTS_TABLE_BUILTIN",
+    "KM3NET_3INCH_TTS",
+    "km3net_3inch_tts_pdf",
+    "TtsTable",
+    "read_tts_table",
+    "tts_table",
 ]
 
 #: Photocathode area including the reflector ring, π·(4.7462 cm)² = 70.8 cm² [m²]
@@ -295,6 +301,208 @@ def time_slewing_ns(tot_ns):
     return out if out.ndim else float(out)
 
 
+# ------------------------------------------------------------------------------ transit-time distribution
+
+#: Name of the built-in tabulated transit-time distribution (:func:`km3net_3inch_tts_pdf`).
+TTS_TABLE_BUILTIN = "km3net_3inch"
+#: Number of quantiles of the inverse CDF the kernel samples from (u = j/(m−1)).
+TTS_ICDF_POINTS = 4097
+#: Probability left out at either end of a tabulated transit-time distribution (the end nodes of
+#: the inverse CDF are these quantiles).
+TTS_TAIL_CUT = 1e-6
+
+#: Parameters of the built-in distribution: main peak σ [ns]; prepulse fraction, offset and σ
+#: [ns]; late-pulse fraction and the range of their delay [ns]. Main σ: PHYSICS.md §7.3 (σ ≈ 2 ns
+#: [UNVERIFIED]; production reconstruction assumes 2 ns, §12). Tails: [UNVERIFIED] estimates of
+#: the usual 3-inch PMT features (prepulses from photons converted on the first dynode, early by
+#: about the photo-electron flight time; late pulses from photo-electrons scattered back from
+#: the first dynode, delayed by up to twice that time) -- no published KM3NeT table is stored
+#: here; replace them with the measured distribution (a table file) where it is known.
+KM3NET_3INCH_TTS = {
+    "sigma_ns": 2.0,
+    "prepulse_fraction": 0.005,
+    "prepulse_offset_ns": -12.0,
+    "prepulse_sigma_ns": 1.5,
+    "late_fraction": 0.03,
+    "late_range_ns": (4.0, 30.0),
+}
+
+
+def km3net_3inch_tts_pdf(time_ns, sigma_ns=2.0, prepulse_fraction=0.005, prepulse_offset_ns=-12.0,
+                         prepulse_sigma_ns=1.5, late_fraction=0.03, late_range_ns=(4.0, 30.0)):
+    """Transit-time pdf [1/ns] of the built-in KM3NeT 3-inch PMT model (normalised to 1).
+
+    A Gaussian main peak at 0 of width ``sigma_ns``, a Gaussian prepulse component (fraction
+    ``prepulse_fraction`` at ``prepulse_offset_ns``) and late pulses (fraction ``late_fraction``)
+    uniform in ``late_range_ns`` folded with the main Gaussian. Defaults:
+    :data:`KM3NET_3INCH_TTS` (main σ from PHYSICS.md §7.3/§12; tail numbers [UNVERIFIED]).
+    """
+    from scipy.stats import norm
+
+    t = np.asarray(time_ns, dtype=np.float64)
+    main = norm.pdf(t, 0.0, sigma_ns)
+    pre = norm.pdf(t, prepulse_offset_ns, prepulse_sigma_ns)
+    a, b = late_range_ns
+    late = (norm.cdf(t - a, 0.0, sigma_ns) - norm.cdf(t - b, 0.0, sigma_ns)) / (b - a)
+    return (1.0 - prepulse_fraction - late_fraction) * main + prepulse_fraction * pre + late_fraction * late
+
+
+@dataclass(frozen=True, eq=False)
+class TtsTable:
+    """A tabulated transit-time distribution: pdf values at increasing times, linear between
+    the points and zero outside them.
+
+    Attributes
+    ----------
+    time_ns, pdf : ndarray
+        The table (pdf normalised to unit integral).
+    source : str
+        The file read, or the built-in name.
+    icdf : ndarray
+        Quantiles [ns] at u = j/(m−1), j = 1..m−2 (m = :data:`TTS_ICDF_POINTS`), and at
+        u = :data:`TTS_TAIL_CUT`, 1 − :data:`TTS_TAIL_CUT` for the ends, computed exactly from the
+        piecewise-linear pdf; the kernel samples by linear interpolation in them.
+    """
+
+    time_ns: np.ndarray
+    pdf: np.ndarray
+    source: str = ""
+    icdf: np.ndarray = field(default=None, repr=False)
+
+    def __post_init__(self):
+        t = np.ascontiguousarray(self.time_ns, dtype=np.float64)
+        f = np.ascontiguousarray(self.pdf, dtype=np.float64)
+        cum = np.concatenate([[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(t))])
+        object.__setattr__(self, "time_ns", t)
+        object.__setattr__(self, "pdf", f / cum[-1])
+        object.__setattr__(self, "icdf", _tts_quantiles(t, f, cum, TTS_ICDF_POINTS))
+
+    def cdf(self, time_ns):
+        """CDF of the piecewise-linear pdf at ``time_ns`` (exact, piecewise quadratic)."""
+        t, f = self.time_ns, self.pdf
+        x = np.asarray(time_ns, dtype=np.float64)
+        cum = np.concatenate([[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(t))])
+        i = np.clip(np.searchsorted(t, x, side="right") - 1, 0, len(t) - 2)
+        d = np.clip(x - t[i], 0.0, t[i + 1] - t[i])
+        slope = (f[i + 1] - f[i]) / (t[i + 1] - t[i])
+        out = cum[i] + f[i] * d + 0.5 * slope * d * d
+        out = np.where(x <= t[0], 0.0, np.where(x >= t[-1], 1.0, out))
+        return out if out.ndim else float(out)
+
+    def mean_ns(self) -> float:
+        """Mean transit-time deviation [ns]."""
+        t, f = self.time_ns, self.pdf
+        g = t * f
+        return float(np.sum(0.5 * (g[1:] + g[:-1]) * np.diff(t)))
+
+
+def _tts_quantiles(t, f, cum, m):
+    """Exact quantiles of the piecewise-linear pdf (t, f) with cumulative ``cum`` at the nodes,
+    at u = j/(m−1): in segment i, cum_i + f_i·x + (f_{i+1} − f_i)/(2h)·x² = target."""
+    total = cum[-1]
+    # the two end nodes: the 1e-6 and 1 − 1e-6 quantiles, not the ends of the support, so that a
+    # thin far tail (a Gaussian's, say) is not spread uniformly over the whole end cell
+    u = np.linspace(0.0, 1.0, m)
+    u[0], u[-1] = TTS_TAIL_CUT, 1.0 - TTS_TAIL_CUT
+    target = u * total
+    i = np.clip(np.searchsorted(cum, target, side="right") - 1, 0, len(t) - 2)
+    h = t[i + 1] - t[i]
+    a = (f[i + 1] - f[i]) / (2.0 * h)
+    b = f[i]
+    d = np.clip(target - cum[i], 0.0, None)
+    disc = np.sqrt(np.clip(b * b + 4.0 * a * d, 0.0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.where(b + disc > 0.0, 2.0 * d / (b + disc), 0.0)  # stable root in [0, h]
+    q = t[i] + np.clip(x, 0.0, h)
+    return np.maximum.accumulate(q)
+
+
+def read_tts_table(path) -> TtsTable:
+    """Read a transit-time table file: two columns, time [ns] and pdf (any normalisation).
+
+    Columns separated by white space or a comma; ``#`` starts a comment; blank lines are
+    skipped; a first line whose fields are not numbers (e.g. ``time_ns,pdf``) is a header. The
+    pdf is taken linear between the points and zero outside them; the times of the table are
+    ADDED to the photo-electron arrival times as they are (give the main peak at 0 for
+    unbiased hit times).
+
+    Raises
+    ------
+    StageFileError
+        If the file cannot be read, a line does not hold two numbers, a time or pdf value is not
+        finite, a time does not increase, a pdf value is negative, there are fewer than two
+        rows, or the pdf integrates to zero. The message names the file and the line.
+    """
+    from pathlib import Path
+
+    from km3sim.errors import StageFileError
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StageFileError(f"cannot read TTS table file {path}: {exc}") from exc
+    times: list[float] = []
+    pdf: list[float] = []
+    last_line = 0
+    seen_data = False
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = [x for x in line.replace(",", " ").split()]
+        values = []
+        for x in fields:
+            try:
+                values.append(float(x))
+            except ValueError:
+                values.append(None)
+        if not seen_data and all(v is None for v in values):
+            seen_data = True  # header line
+            continue
+        seen_data = True
+        if len(fields) != 2:
+            raise StageFileError(f"TTS table file {path}, line {lineno}: expected 2 columns (time_ns, pdf), "
+                                 f"got {len(fields)}: {raw.strip()!r}")
+        for x, v, name in zip(fields, values, ("time_ns", "pdf")):
+            if v is None:
+                raise StageFileError(f"TTS table file {path}, line {lineno}: {name} {x!r} is not a number")
+            if not math.isfinite(v):
+                raise StageFileError(f"TTS table file {path}, line {lineno}: {name} = {x} is not finite")
+        t, p = values
+        if p < 0.0:
+            raise StageFileError(f"TTS table file {path}, line {lineno}: pdf = {p} is negative")
+        if times and t <= times[-1]:
+            raise StageFileError(f"TTS table file {path}, line {lineno}: time {t} ns does not increase "
+                                 f"(line {last_line} has {times[-1]} ns)")
+        times.append(t)
+        pdf.append(p)
+        last_line = lineno
+    if len(times) < 2:
+        raise StageFileError(f"TTS table file {path}: needs at least 2 rows (time_ns, pdf), found {len(times)}")
+    t = np.asarray(times)
+    f = np.asarray(pdf)
+    if np.sum(0.5 * (f[1:] + f[:-1]) * np.diff(t)) <= 0.0:
+        raise StageFileError(f"TTS table file {path}: the pdf is zero everywhere")
+    return TtsTable(t, f, source=str(path))
+
+
+@functools.lru_cache(maxsize=16)
+def _builtin_tts_table() -> TtsTable:
+    t = np.round(np.arange(-30.0, 60.0 + 1e-9, 0.1), 10)
+    return TtsTable(t, km3net_3inch_tts_pdf(t, **KM3NET_3INCH_TTS), source=TTS_TABLE_BUILTIN)
+
+
+def tts_table(spec) -> TtsTable:
+    """The transit-time table named by ``spec``: a :class:`TtsTable`, the built-in name
+    :data:`TTS_TABLE_BUILTIN` or the path of a table file (:func:`read_tts_table`)."""
+    if isinstance(spec, TtsTable):
+        return spec
+    if str(spec) == TTS_TABLE_BUILTIN:
+        return _builtin_tts_table()
+    return read_tts_table(spec)
+
+
 # ------------------------------------------------------------------------------ per-PMT parameters
 
 #: Names of the per-PMT parameters of :class:`PmtParameters` that may be overridden per PMT.
@@ -324,6 +532,11 @@ class PmtParameters:
     tts : ndarray
         Gaussian transit-time spread σ [ns] (a negative Jpp TTS, "measured distribution", is
         replaced by the default σ).
+    tts_table : ndarray of int
+        Index in ``tts_tables`` of the tabulated transit-time distribution of each PMT, −1 for
+        the Gaussian ``tts``.
+    tts_tables : list of TtsTable
+        The tabulated transit-time distributions in use.
     usable : ndarray of bool
         Not disabled in the detector file.
     p_under_amplified, band_tot_mean, band_tot_sigma, saturation, slope : float
@@ -357,9 +570,16 @@ class PmtParameters:
     afterpulse_delay_sigma: float = AFTERPULSE_DELAY_SIGMA_NS
     tot_1pe_ns: float = TOT_1PE_NS
     source: str = ""
+    tts_table: np.ndarray = field(default=None)
+    tts_tables: list = field(default_factory=list)
 
     def __post_init__(self):
         n = len(self.qe)
+        if self.tts_table is None:
+            self.tts_table = np.full(n, -1, dtype=np.int64)
+        self.tts_table = np.ascontiguousarray(self.tts_table, dtype=np.int64).reshape(-1)
+        if self.tts_table.shape[0] != n or np.any(self.tts_table >= len(self.tts_tables)) or np.any(self.tts_table < -1):
+            raise ValueError(f"PmtParameters.tts_table must hold {n} indices in -1..{len(self.tts_tables) - 1}")
         for name in PER_PMT_FIELDS:
             arr = np.ascontiguousarray(getattr(self, name), dtype=np.float64).reshape(-1)
             if arr.shape[0] != n:
@@ -421,6 +641,7 @@ def pmt_parameters(
     *,
     overrides: list[dict] | None = None,
     tts_ns: float = TTS_NS,
+    tts_table=None,
     gain_spread_scale: float = GAIN_SPREAD_TOT_SCALE,
     **common,
 ) -> PmtParameters:
@@ -439,6 +660,12 @@ def pmt_parameters(
         :data:`PER_PMT_FIELDS` (``gain_spread`` as in Jpp, scaled like the file's).
     tts_ns : float
         Gaussian TTS σ for PMTs without a (positive) TTS of their own.
+    tts_table : str or TtsTable, optional
+        Tabulated transit-time distribution (:func:`tts_table`: the built-in
+        :data:`TTS_TABLE_BUILTIN` or a table file) for the PMTs without a positive TTS of their
+        own -- Jpp's "negative TTS: use the measured distribution" -- instead of the Gaussian
+        ``tts_ns``. An override ``{"pmt_id": .., "tts_table": "<file or built-in name>"}`` gives
+        one PMT its own table; an override with a positive ``tts`` makes it Gaussian.
     gain_spread_scale : float
         :data:`GAIN_SPREAD_TOT_SCALE`.
     **common
@@ -474,16 +701,39 @@ def pmt_parameters(
         for key, name in col.items():
             arrays[name][have] = pf.values[key][row[have]]
         arrays["qe"] *= pf.globals.get("QE", 1.0)
+    tables: list[TtsTable] = []
+    own_table = np.full(n, -1, dtype=np.int64)
     if overrides:
-        _apply_overrides(detector, arrays, overrides)
+        _apply_overrides(detector, arrays, overrides, tables, own_table)
     arrays["gain_spread"] = arrays["gain_spread"] * gain_spread_scale
+    table_index = own_table
+    if tts_table is not None:
+        k = _table_slot(tables, tts_table, "tts_table")
+        table_index = np.where((own_table < 0) & (arrays["tts"] < 0.0), k, own_table)
     arrays["tts"] = np.where(arrays["tts"] >= 0.0, arrays["tts"], tts_ns)
     kw.update(common)
     usable = np.asarray(getattr(detector, "pmt_usable", getattr(detector, "pmt_status_ok", np.ones(n, bool))), dtype=bool)
-    return PmtParameters(usable=usable, source=src, **arrays, **kw)
+    used = np.unique(table_index[table_index >= 0])  # drop tables no PMT uses
+    remap = np.full(len(tables) + 1, -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return PmtParameters(usable=usable, source=src, tts_table=remap[table_index], tts_tables=[tables[k] for k in used],
+                         **arrays, **kw)
 
 
-def _apply_overrides(detector, arrays: dict, overrides: list[dict]) -> None:
+def _table_slot(tables: list, spec, where: str) -> int:
+    """Index of the transit-time table ``spec`` in ``tables`` (loaded and appended if new)."""
+    key = spec.source if isinstance(spec, TtsTable) else str(spec)
+    for k, t in enumerate(tables):
+        if t.source == key or t is spec:
+            return k
+    try:
+        tables.append(tts_table(spec))
+    except Km3simError as exc:
+        raise type(exc)(f"{where}: {exc}") from exc
+    return len(tables) - 1
+
+
+def _apply_overrides(detector, arrays: dict, overrides: list[dict], tables: list, own_table: np.ndarray) -> None:
     pmt_ids = np.asarray(detector.pmt_id, dtype=np.int64)
     doms = np.asarray(detector.pmt_dom_id, dtype=np.int64)
     chans = np.asarray(detector.pmt_channel, dtype=np.int64)
@@ -499,8 +749,13 @@ def _apply_overrides(detector, arrays: dict, overrides: list[dict]) -> None:
         if sel.size == 0:
             raise ConfigError(f"{where}: no such PMT in the detector")
         for name, value in ov.items():
+            if name == "tts_table":
+                if not isinstance(value, (str, os.PathLike, TtsTable)):
+                    raise ConfigError(f"{where}: tts_table must be a file name or {TTS_TABLE_BUILTIN!r}, got {value!r}")
+                own_table[sel] = _table_slot(tables, value, where)
+                continue
             if name not in PER_PMT_FIELDS:
-                raise ConfigError(f"{where}: unknown parameter {name!r}; known: {list(PER_PMT_FIELDS)}")
+                raise ConfigError(f"{where}: unknown parameter {name!r}; known: {list(PER_PMT_FIELDS) + ['tts_table']}")
             value = float(value)
             if not math.isfinite(value) or (value < 0 and name != "tts"):
                 raise ConfigError(f"{where}: {name} = {value} must be finite and not negative")

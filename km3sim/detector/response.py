@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from km3sim import schema
 from km3sim.detector import background as bg
 from km3sim.detector import pmt as pmt_model
+from km3sim.detector._kernels import hit_columns
 from km3sim.errors import ConfigError, StageError
 from km3sim.stage import Site, Stage, StageConfig, StageContext, register_stage
 from km3sim.table import Table
@@ -42,10 +43,15 @@ class PmtResponseConfig(StageConfig):
     pmt_overrides: list[dict] = Field(
         default_factory=list,
         description="per-PMT values: [{pmt_id: .. | dom_id: .., channel: .., qe/gain/gain_spread/threshold/"
-        "threshold_band/rise_time/tts: ..}]",
+        "threshold_band/rise_time/tts: .., tts_table: <file or built-in name>}]",
     )
     # ---------------------------------------------------------------- PMT
     tts_ns: float = Field(pmt_model.TTS_NS, ge=0.0, description="Gaussian transit-time spread σ [ns] (PMTs without their own)")
+    tts_table: str | None = Field(
+        None, description="tabulated transit-time distribution instead of the Gaussian tts_ns for the PMTs "
+        f"without a TTS of their own (Jpp TTS < 0): {pmt_model.TTS_TABLE_BUILTIN!r} (built-in, main peak σ 2 ns "
+        "with prepulse and late-pulse tails [UNVERIFIED]) or a text file of two columns time_ns, pdf",
+    )
     gain_spread: float | None = Field(None, ge=0.0, description="Jpp charge σ of one p.e. for every PMT [p.e.] (default 0.4)")
     gain_spread_tot_scale: float = Field(
         pmt_model.GAIN_SPREAD_TOT_SCALE, gt=0.0, le=1.0,
@@ -115,7 +121,8 @@ class PmtResponse(Stage):
     - PMTs that record nothing: disabled in the detector file, QE 0 in the PMT parameter file,
       and -- with ``conditions`` -- PMTs without a rate, in high-rate veto or FIFO-full at the
       event time, or (``high_rate_veto_hz``) above the veto rate; their pe are dropped too;
-    - signal pe: QE scale (thinning), Gaussian TTS, charge (Gaussian about the gain with the
+    - signal pe: QE scale (thinning), transit-time spread (Gaussian, or tabulated with
+      ``tts_table``), charge (Gaussian about the gain with the
       gain spread, or under-amplified), pile-up of pe within a running pulse, ToT from the
       pulse model (logarithmic, linear 7 ns/p.e., saturation 210 ns; threshold band
       4.5 ± 1.5 ns), time slewing, afterpulses [UNVERIFIED];
@@ -145,7 +152,9 @@ class PmtResponse(Stage):
 
     @classmethod
     def input_files(cls, config: PmtResponseConfig) -> list[str]:
-        return [p for p in (config.conditions, config.pmt_parameters) if p]
+        tables = [config.tts_table] + [ov.get("tts_table") for ov in config.pmt_overrides]
+        tables = [t for t in dict.fromkeys(tables) if isinstance(t, str) and t != pmt_model.TTS_TABLE_BUILTIN]
+        return [p for p in (config.conditions, config.pmt_parameters) if p] + tables
 
     def header(self) -> dict:
         k = self.k40
@@ -169,6 +178,7 @@ class PmtResponse(Stage):
         try:
             params = pmt_model.pmt_parameters(
                 detector, cfg.pmt_parameters, overrides=cfg.pmt_overrides or None, tts_ns=cfg.tts_ns,
+                tts_table=cfg.tts_table,
                 gain_spread_scale=cfg.gain_spread_tot_scale,
                 afterpulse_probability=cfg.afterpulse_probability, afterpulse_delay=cfg.afterpulse_delay_ns,
                 afterpulse_delay_sigma=cfg.afterpulse_delay_sigma_ns, **common,
@@ -193,6 +203,9 @@ class PmtResponse(Stage):
         setup = {
             "params": params, "doms": doms, "coinc_base": coinc_base, "packed": bg.packed_pmt_parameters(params),
             "pmt_ids": pmt_ids, "sorter": sorter, "on": params.switched_on,
+            "pmt_dom_id": np.ascontiguousarray(detector.pmt_dom_id, dtype=np.int32),
+            "pmt_channel": np.ascontiguousarray(detector.pmt_channel, dtype=np.int32),
+            "pmt_id32": np.ascontiguousarray(pmt_ids, dtype=np.int32),
         }
         if cfg.conditions and self._conditions is None:
             from km3sim.detector.conditions import RunConditions
@@ -320,27 +333,22 @@ class PmtResponse(Stage):
                 ex_offsets=ex_off, ex_pmt=np.concatenate(ex_pmt).astype(np.int64) if ex_pmt else None,
                 ex_rate=np.concatenate(ex_rate) if ex_rate else None, packed=setup["packed"],
             )
-            parts.append((sel[h_ev], h_pmt, h_time, h_tot, h_npe, h_origin))
-        if parts:
+            parts.append((sel[h_ev] if len(sel) < n_ev else h_ev, h_pmt, h_time, h_tot, h_npe, h_origin))
+        if len(parts) > 1:
             cols = [np.concatenate(c) for c in zip(*parts)]
-            if len(parts) > 1:
-                o = np.argsort(cols[0], kind="stable")  # group hits keep their time order
-                cols = [c[o] for c in cols]
+            o = np.argsort(cols[0], kind="stable")  # group hits keep their time order
+            cols = [c[o] for c in cols]
+        elif parts:
+            cols = parts[0]  # one group: its events are all events, in order
         else:
-            cols = [np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64),
-                    np.zeros(0, np.int64)]
+            cols = [np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.float32),
+                    np.zeros(0, np.int32), np.zeros(0, np.int32)]
         h_ev, h_pmt, h_time, h_tot, h_npe, h_origin = cols
-        tot = np.clip(np.rint(h_tot), 1, 255).astype(np.uint8)
+        ev_col, dom_col, ch_col, pmt_col, tot = hit_columns(
+            h_ev, h_pmt, h_tot, event_ids, setup["pmt_dom_id"], setup["pmt_channel"], setup["pmt_id32"])
         hits = schema.make_table(
-            "hits",
-            event_id=event_ids[h_ev],
-            dom_id=np.asarray(detector.pmt_dom_id)[h_pmt],
-            channel_id=np.asarray(detector.pmt_channel)[h_pmt],
-            pmt_id=np.asarray(detector.pmt_id)[h_pmt],
-            time=h_time,
-            tot=tot,
-            npe=h_npe,
-            origin=h_origin,
+            "hits", event_id=ev_col, dom_id=dom_col, channel_id=ch_col, pmt_id=pmt_col, time=h_time, tot=tot,
+            npe=h_npe, origin=h_origin,
         )
         log.debug("pmt_response: %d events, %d pe -> %d hits (%d background only)",
                   n_ev, len(mc), len(hits), int(np.sum(h_origin < 0)))

@@ -201,3 +201,39 @@ def test_single_pe_tot_distribution():
     # low tail: threshold band (≈ 4.5 ns) and under-amplified pe exist, but are a few % only
     assert 0.005 < np.mean(tot < 10.0) < 0.06
     assert np.all(h["npe"] >= 1)
+
+
+# ------------------------------------------------------------------------------ kernel mechanics
+def test_alias_table_is_exact():
+    # Walker alias table: P(i) = (prob_i + Σ_{j: alias_j = i} (1 − prob_j)) / n must be w_i / Σw
+    from km3sim.detector._kernels import alias_table
+
+    rng = np.random.default_rng(4)
+    for w in (rng.uniform(0, 1, 1000) ** 4, np.r_[np.zeros(5), 1.0, np.zeros(3), 2.0], np.full(7, 3.0)):
+        prob, alias = alias_table(w)
+        n = len(w)
+        p = prob.copy()
+        np.add.at(p, alias, 1.0 - prob)
+        np.testing.assert_allclose(p / n, w / w.sum(), atol=1e-12)
+    prob, alias = alias_table(np.zeros(4))  # no rate: identity (never sampled)
+    assert np.all(prob == 1.0) and list(alias) == [0, 1, 2, 3]
+
+
+def test_kernel_output_that_does_not_fit_is_redone():
+    # the kernel stops before an event that does not fit in the output arrays; the caller grows
+    # them and goes on from there: the result must not depend on the initial capacity
+    det = first_doms(ARCA, 3)
+    params = pmt_parameters(det)
+    doms = bg.DomCoincidences(det)
+    k40 = bg.K40_PRESETS["arca"]
+    singles = bg.uncorrelated_rates_hz(np.full(93, 2e5), params.switched_on, params, doms, k40)
+    seeds = np.arange(1, 41, dtype=np.uint64) * np.uint64(7919)
+    mc_off = np.arange(41, dtype=np.int64) * 5
+    kw = dict(mc_offsets=mc_off, mc_pmt=np.tile(np.arange(5), 40), mc_time=np.tile(np.linspace(0, 40, 5), 40),
+              mc_origin=np.full(200, 3))
+    ref = bg.run_hit_kernel(seeds, params, params.switched_on, singles, doms, k40, 2000.0, **kw)
+    for cap in (1, 50, 300):
+        out = bg.run_hit_kernel(seeds, params, params.switched_on, singles, doms, k40, 2000.0, capacity=cap, **kw)
+        for a, b in zip(ref, out):
+            np.testing.assert_array_equal(a, b)
+    assert len(ref[0]) > 5 * 300 and set(np.unique(ref[5])) == {-1, 3}
