@@ -6,11 +6,13 @@ after Rädel & Wiebusch (§5.4, arXiv:1210.5140; :mod:`km3sim.propagation.shower
 absorption lengths (§6.1), the KM3NeT 3-inch PMT area, QE and angular acceptance (§7.2) and the
 Cherenkov geometry of §9.1.
 
-Two modes: ``direct`` (default, fast) computes the expected photo-electrons of the unscattered
+Three modes: ``direct`` (default, fast) computes the expected photo-electrons of the unscattered
 light analytically (muon: line emitter on its Cherenkov cone; shower: point-like emitter in
 longitudinal bins with its angular profile) and samples them; ``photons`` tracks single photons
-with scattering (:mod:`km3sim.propagation.photons`, §6.2–6.3). In direct mode the secondaries'
-light of a muon is emitted on the muon's Cherenkov cone and nothing is scattered.
+with scattering (:mod:`km3sim.propagation.photons`, §6.2–6.3); ``tables`` draws the
+photo-electrons of direct and scattered light from light tables built with the photon tracker
+(:mod:`km3sim.propagation.tables`, the JSirene approach of KM3NeT). In direct mode the
+secondaries' light of a muon is emitted on the muon's Cherenkov cone and nothing is scattered.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from km3sim.propagation._light_kernels import (
     simulate_direct_light,
     simulate_shower_light,
 )
+from km3sim.propagation._table_kernels import simulate_muon_table_light, simulate_shower_table_light
 from km3sim.propagation.water import water_for_site
 from km3sim.errors import StageError
 from km3sim.stage import Site, Stage, StageConfig, StageContext, register_stage
@@ -154,8 +157,10 @@ def photon_yield(distance_m, water, wavelength_min_nm=300.0, wavelength_max_nm=7
 class DirectLightConfig(StageConfig):
     """Configuration of :class:`DirectLight`."""
 
-    mode: Literal["direct", "photons"] = Field(
-        "direct", description="'direct': analytic unscattered light (fast); 'photons': photon tracker with scattering"
+    mode: Literal["direct", "photons", "tables"] = Field(
+        "direct",
+        description="'direct': analytic unscattered light (fast); 'photons': photon tracker with scattering; "
+        "'tables': light tables built with the photon tracker (direct and scattered light, fast)",
     )
     max_distance_m: float = Field(300.0, gt=0.0, description="maximum photon path d_γ [m]")
     wavelength_min_nm: float = Field(300.0, gt=0.0, description="lower end of the wavelength integral [nm]")
@@ -167,13 +172,29 @@ class DirectLightConfig(StageConfig):
     shower_bins: int = Field(20, ge=1, le=100, description="longitudinal bins of equal light of a shower (direct mode)")
     shower_npe_cut: float = Field(
         1e-4, gt=0.0, le=1e-2,
-        description="direct mode: skip PMTs that a shower can give at most this many expected pe (speed; the light dropped per PMT is below it)",
+        description="direct and tables mode: skip PMTs that a shower can give at most this many expected pe (speed; the light dropped per PMT is below it)",
     )
     scattering: bool = Field(True, description="scatter photons (photons mode)")
     scattering_scale: float = Field(1.0, gt=0.0, description="factor on the Kopelevich scattering lengths (photons mode)")
     dom_radius_m: float = Field(0.216, gt=0.0, lt=1.0, description="DOM sphere radius for the photon tracker [m]")
     grid_cell_m: float | None = Field(
         None, gt=0.0, description="cell of the tracker's DOM column grid [m] (default: half the DU spacing)"
+    )
+    tables: str = Field(
+        "auto",
+        description="tables mode: light-table file (HDF5, `km3sim tables build`) or 'auto': the matching table "
+        "with the most photons in the table directory",
+    )
+    table_dir: str | None = Field(
+        None, description="tables mode, 'auto': table directory (default $KM3SIM_TABLE_DIR, else ~/.cache/km3sim/tables)"
+    )
+    table_build: Literal["never", "coarse", "medium", "full"] = Field(
+        "never",
+        description="tables mode, 'auto': build a table of this quality into the table directory when none matches "
+        "(coarse: ~1 min; full: hours, better built once with `km3sim tables build`)",
+    )
+    table_shower_points: int = Field(
+        8, ge=1, le=20, description="tables mode: points of equal light along each shower's axis"
     )
 
     @model_validator(mode="after")
@@ -253,6 +274,20 @@ class DirectLight(Stage):
     (``scattering``) and the p0.0075 phase function; the arrival time is that at the DOM sphere.
     Without scattering its mean npe agrees with direct mode (tests/propagation/test_photons.py).
 
+    **Tables mode** (``mode: tables``): the JSirene approach. Light tables built with the photon
+    tracker in the same water (:mod:`km3sim.propagation.tables`; ``tables``: a file or 'auto',
+    loaded once here and checked against this stage's water and detection parameters) give the
+    expected npe and time-residual distribution of every usable PMT from the DOM's distance and
+    the PMT orientation: muons use the infinite-track table where the Cherenkov emission point
+    of the DOM lies on the track (× 1 + ΔL/L(E) with ``secondaries``), showers the point-shower
+    table at ``table_shower_points`` points of equal light along the axis, scaled by the
+    Cherenkov track length (see :func:`~km3sim.propagation._table_kernels.simulate_muon_table_light`
+    and :func:`~km3sim.propagation._table_kernels.simulate_shower_table_light`). The pe are
+    Poisson, their times the direct time at the DOM centre plus a residual drawn from the
+    table. PMTs beyond the table's range (R ≤ ``max_distance_m``·sinθ_c for muons,
+    D ≤ ``max_distance_m`` for showers) or the shower reach (``shower_npe_cut``) are skipped
+    before any lookup.
+
     Only usable PMTs (``detector.pmt_usable`` where available, else ``pmt_status_ok``) are
     illuminated. PMTs farther than ``max_distance_m`` of photon path are skipped: for 1 TeV
     muons crossing or passing a 115-DU block the light beyond 300 m is 1e-4 (ORCA) and 3e-3
@@ -293,10 +328,66 @@ class DirectLight(Stage):
         self._ang_dc = 2.0 / (len(self._ang_pdf) - 1)
         self._pmt_cache: tuple | None = None
         self._tracker_cache: tuple | None = None
+        self._dom_cache: tuple | None = None
+        self.light_tables = self._load_light_tables() if cfg.mode == "tables" else None
         log.debug(
             "direct_light: n_ph=%.4f n_g=%.4f theta_c=%.2f deg, Y(0)=%.4g pe/m",
             self.n_phase, self.n_group, math.degrees(math.acos(self.cos_c)), self._yield_table[0],
         )
+
+    # ------------------------------------------------------------------ tables mode set-up
+    def table_physics(self) -> dict:
+        """The light-table physics parameters this stage needs (:func:`~km3sim.propagation.tables.physics_parameters`)."""
+        from km3sim.propagation.tables import physics_parameters
+
+        cfg = self.config
+        return physics_parameters(
+            self.water, scattering=cfg.scattering, wavelength_min_nm=cfg.wavelength_min_nm,
+            wavelength_max_nm=cfg.wavelength_max_nm, max_distance_m=cfg.max_distance_m, dom_radius_m=cfg.dom_radius_m,
+        )
+
+    def _load_light_tables(self):
+        from km3sim.propagation.tables import (
+            LightTableError, build_light_tables, find_light_tables, load_light_tables, table_cache_dir,
+        )
+
+        cfg = self.config
+        physics = self.table_physics()
+        if cfg.tables == "auto":
+            path = find_light_tables(physics, cfg.table_dir)
+            if path is None:
+                if cfg.table_build == "never":
+                    raise LightTableError(
+                        f"direct_light (mode tables, tables: auto): no light table for this water model (site "
+                        f"{self.site.name!r}, {self.water.pressure_atm} atm, absorption x{self.water.absorption_scale}, "
+                        f"scattering x{self.water.scattering_scale}{'' if cfg.scattering else ' off'}, max_distance_m "
+                        f"{cfg.max_distance_m}) in {table_cache_dir(cfg.table_dir)}; build one with `km3sim tables build "
+                        f"--site {self.site.name}` or set table_build: coarse"
+                    )
+                log.warning("direct_light: building a %s light table into %s (no matching table found)",
+                            cfg.table_build, table_cache_dir(cfg.table_dir))
+                path = build_light_tables(
+                    self.water, site=self.site.name, quality=cfg.table_build, scattering=cfg.scattering,
+                    wavelength_min_nm=cfg.wavelength_min_nm, wavelength_max_nm=cfg.wavelength_max_nm,
+                    max_distance_m=cfg.max_distance_m, dom_radius_m=cfg.dom_radius_m, table_dir=cfg.table_dir,
+                )
+        else:
+            path = cfg.tables
+        tables = load_light_tables(path)
+        tables.check_physics(physics, f"the direct_light stage (site {self.site.name!r})")
+        log.info("direct_light: light tables %s", tables.path)
+        return tables
+
+    def header(self) -> dict:
+        if self.light_tables is None:
+            return {}
+        return {"light_tables": self.light_tables.summary()}
+
+    @classmethod
+    def input_files(cls, config) -> list[str]:
+        if getattr(config, "mode", None) == "tables" and config.tables != "auto":
+            return [config.tables]
+        return []
 
     # ------------------------------------------------------------------ helpers
     def photon_yield(self, distance_m):
@@ -386,6 +477,20 @@ class DirectLight(Stage):
         self._pmt_cache = (detector, index, pos, dirs)
         return index, pos, dirs
 
+    def _doms(self, detector):
+        """(dom_pos, dom_pmt_start, pmt_index, pmt_dir, pmt_ok) of ``detector`` for tables mode (cached)."""
+        if self._dom_cache is not None and self._dom_cache[0] is detector:
+            return self._dom_cache[1:]
+        from km3sim.propagation.photons import _dom_geometry
+
+        dom_pos, start, pmt_index = _dom_geometry(detector)
+        usable = np.asarray(getattr(detector, "pmt_usable", detector.pmt_status_ok), dtype=bool)[pmt_index]
+        pmt_dir = np.ascontiguousarray(np.asarray(detector.pmt_dir, dtype=np.float64)[pmt_index])
+        out = (np.ascontiguousarray(dom_pos, dtype=np.float64), np.ascontiguousarray(start, dtype=np.int64),
+               np.ascontiguousarray(pmt_index, dtype=np.int64), pmt_dir, np.ascontiguousarray(usable))
+        self._dom_cache = (detector, *out)
+        return out
+
     def tracker(self, detector):
         """The :class:`~km3sim.propagation.photons.PhotonTracker` of photons mode for ``detector`` (cached)."""
         if self._tracker_cache is not None and self._tracker_cache[0] is detector:
@@ -407,6 +512,11 @@ class DirectLight(Stage):
         tracks = tables["mc_tracks"]
         if self.config.mode == "photons":
             parts = self._photons(tracks, ctx, detector)
+        elif self.config.mode == "tables":
+            parts = [self._table_muons(tracks, ctx.seeds, detector)]
+            if self.config.showers:
+                parts.append(self._table_showers(tracks, ctx.seeds, detector))
+            parts = [p[:4] for p in parts if p is not None]
         else:
             parts = [self._direct_muons(tracks, ctx, detector)]
             if self.config.showers:
@@ -510,3 +620,91 @@ class DirectLight(Stage):
             return []
         hits = tracker.track(emitters, ctx.seeds(event_ids))
         return [(event_ids[hits.event], hits.pmt_index, hits.time, emitters.origin[hits.emitter])]
+
+    # ------------------------------------------------------------------ tables mode
+    def _table_muons(self, tracks: Table, seeds_of, detector, expected_only: bool = False):
+        sel = (np.abs(tracks["pdgid"]) == 13) & (tracks["length"] > 0.0)
+        muons = tracks[sel].sort(("event_id", "track_id"))
+        if len(muons) == 0:
+            return None
+        event_ids, offsets = muons.offsets()
+        seeds = seeds_of(event_ids)
+        dom_pos, start, pmt_index, pmt_dir, pmt_ok = self._doms(detector)
+        pos = np.ascontiguousarray(np.column_stack([muons["pos_x"], muons["pos_y"], muons["pos_z"]]), dtype=np.float64)
+        dirs = np.column_stack([muons["dir_x"], muons["dir_y"], muons["dir_z"]]).astype(np.float64)
+        dirs = np.ascontiguousarray(dirs / np.linalg.norm(dirs, axis=1)[:, None])
+        t = self.light_tables
+        m = t.muon
+        from km3sim.propagation.tables import MUON_R_FLOOR_M
+
+        ev_idx, pmt_idx, time, origin, mu = simulate_muon_table_light(
+            seeds, offsets, pos, dirs,
+            np.ascontiguousarray(muons["time"], dtype=np.float64),
+            np.ascontiguousarray(muons["length"], dtype=np.float64),
+            np.ascontiguousarray(muons["energy"], dtype=np.float64),
+            np.ascontiguousarray(muons["energy_lost_in_can"], dtype=np.float64),
+            np.ascontiguousarray(muons["track_id"], dtype=np.int64),
+            dom_pos, start, pmt_index, pmt_dir, pmt_ok,
+            t.sin_c, t.tan_c, t.n_group, m.nodes, m.norm_x0, m.norm_inv_dx, m.norm_fine, m.x_max, MUON_R_FLOOR_M,
+            t.n_theta, t.n_phi, m.shape, m.cdf, t.t_edges,
+            bool(self.config.secondaries), self.rw_lambda, self.rw_kappa, bool(expected_only),
+        )
+        return event_ids[ev_idx], pmt_idx, time, origin, mu
+
+    def _table_showers(self, tracks: Table, seeds_of, detector, expected_only: bool = False):
+        from km3sim.propagation.tables import SHOWER_D_FLOOR_M
+
+        cfg = self.config
+        kind = sh.shower_kind(tracks["pdgid"])
+        showers = tracks[kind >= 0].sort(("event_id", "track_id"))
+        if len(showers) == 0:
+            return None
+        event_ids, offsets = showers.offsets()
+        seeds = seeds_of(event_ids)
+        _, length, sigma, z_mid, _ = shower_light_arrays(showers, cfg.table_shower_points)
+        # emission depths of the pe: midpoints of 8 equal-light sub-bins per light point
+        n_fine = 8 * cfg.table_shower_points
+        kind_s = sh.shower_kind(showers["pdgid"]).astype(np.int64)
+        z_fine = np.ascontiguousarray(sh.longitudinal_quantiles(
+            sh.visible_energy(showers["pdgid"], showers["energy"]), kind_s, (np.arange(n_fine) + 0.5) / n_fine))
+        t = self.light_tables
+        l_e = float(t.physics["electron_track_length_m_per_gev"])
+        scale = np.ascontiguousarray(length / l_e)
+        fluct = bool(cfg.shower_fluctuations) and not expected_only
+        sig = np.ascontiguousarray(sigma / l_e) if fluct else np.zeros(len(scale))
+        pos = np.ascontiguousarray(np.column_stack([showers["pos_x"], showers["pos_y"], showers["pos_z"]]), dtype=np.float64)
+        dirs = np.column_stack([showers["dir_x"], showers["dir_y"], showers["dir_z"]]).astype(np.float64)
+        norm = np.linalg.norm(dirs, axis=1)
+        if np.any(norm == 0.0):
+            raise StageError("direct_light: mc_tracks shower rows with a zero direction vector")
+        dirs = np.ascontiguousarray(dirs / norm[:, None])
+        reach = t.shower_reach(scale + 5.0 * sig, cfg.shower_npe_cut)
+        dom_pos, start, pmt_index, pmt_dir, pmt_ok = self._doms(detector)
+        s = t.shower
+        ev_idx, pmt_idx, time, origin, mu = simulate_shower_table_light(
+            seeds, offsets, pos, dirs, np.ascontiguousarray(showers["time"], dtype=np.float64), scale, sig,
+            z_mid, z_fine, np.ascontiguousarray(showers["track_id"], dtype=np.int64), reach,
+            dom_pos, start, pmt_index, pmt_dir, pmt_ok,
+            t.n_group, s.nodes, t.cd_nodes, t.cd_y, t.cd_cusp, s.norm_x0, s.norm_inv_dx, s.norm_fine, s.x_max,
+            SHOWER_D_FLOOR_M, t.n_theta, t.n_phi, s.shape, t.shower_log_shape, t.shower_max_shape,
+            0.0 if expected_only else cfg.shower_npe_cut, s.cdf, t.t_edges, fluct, bool(expected_only),
+        )
+        return event_ids[ev_idx], pmt_idx, time, origin, mu
+
+    def table_expected_npe(self, tracks: Table, detector=None) -> np.ndarray:
+        """Expected npe per PMT of ``detector`` (row order of the detector's PMT arrays) from all
+        light-emitting rows of ``tracks`` in tables mode (mean shower light, no sampling)."""
+        if self.light_tables is None:
+            raise StageError("table_expected_npe needs mode: tables")
+        detector = detector if detector is not None else self.detector
+        _, _, pmt_index, _, _ = self._doms(detector)
+        out = np.zeros(len(detector.pmt_dir))
+
+        def seeds_of(ev):
+            return np.zeros(len(ev), dtype=np.uint64)
+
+        for part in (self._table_muons(tracks, seeds_of, detector, True),
+                     self._table_showers(tracks, seeds_of, detector, True) if self.config.showers else None):
+            if part is not None:
+                out[pmt_index] += part[4]
+        return out

@@ -268,6 +268,9 @@ class PhotonTracker:
         Photocathode area [m²] (PHYSICS.md §7.2).
     reference_wavelength_nm : float
         Wavelength of the refractive index in the shower angular profile [nm].
+    check_detection_probability : bool
+        Check that Σ_k p_k ≤ 1 for the PMTs of every DOM (sampled directions; ~1 s for large
+        detectors). The light-table builder, which checks its single PMT layout itself, skips it.
     """
 
     def __init__(
@@ -289,6 +292,7 @@ class PhotonTracker:
         grid_cell_m: float | None = None,
         pmt_area_m2: float = PHOTOCATHODE_AREA_M2,
         reference_wavelength_nm: float = 470.0,
+        check_detection_probability: bool = True,
     ):
         from km3sim.propagation.light import frank_tamm_yield, radel_wiebusch_coefficients
 
@@ -336,7 +340,7 @@ class PhotonTracker:
         # PMT angular acceptance on a uniform cosine grid (reproduces the piecewise-linear table)
         acc_grid = np.linspace(-1.0, 1.0, int(round(2.0 / _ACCEPTANCE_STEP)) + 1)
         self._acc_table = np.ascontiguousarray(np.interp(acc_grid, ACCEPTANCE_TABLE_COS, ACCEPTANCE_TABLE, left=1.0, right=0.0))
-        worst = self._max_detection_probability()
+        worst = self._max_detection_probability() if check_detection_probability else 0.0
         if worst > 1.0:
             raise ValueError(f"PMT effective area exceeds the DOM cross-section (Σ p = {worst:.3f} > 1)")
 
@@ -367,6 +371,17 @@ class PhotonTracker:
             c = w @ self.pmt_dir[k].T
             worst = max(worst, float(np.max(np.interp(c, acc_c, self._acc_table).sum(axis=1))) * self.detect_coef)
         return worst
+
+    def inverse_absorption_length(self, wavelength_nm):
+        """1/λ_abs(λ) [1/m] exactly as the kernel interpolates it (whether or not ``absorption`` is on).
+
+        The light-table builder tracks with longer absorption lengths and weights each detected
+        photon of wavelength λ and path s by the ratio of the survival probabilities.
+        """
+        lam = np.asarray(wavelength_nm, dtype=np.float64)
+        grid = self._lam0 + np.arange(len(self._inv_labs)) / self._inv_dlam
+        out = np.interp(lam, grid, self._inv_labs)
+        return out if out.ndim else float(out)
 
     # ------------------------------------------------------------------ emitters
     def muon_photons(self, length, energy):

@@ -299,6 +299,20 @@ def test_config_is_strict():
     assert DirectLight.consumes == ("mc_tracks",) and DirectLight.produces == ("mc_hits",)
 
 
+def test_tables_mode_config():
+    # the tables-mode keys are validated; other modes ignore them and load nothing
+    cfg = DirectLightConfig(mode="tables", tables="some.h5", table_shower_points=4, table_build="coarse")
+    assert cfg.mode == "tables" and cfg.tables == "some.h5"
+    with pytest.raises(ValidationError):
+        DirectLightConfig(mode="table")
+    with pytest.raises(ValidationError):
+        DirectLightConfig(table_shower_points=0)
+    with pytest.raises(ValidationError):
+        DirectLightConfig(table_build="huge")
+    stage = DirectLight(DirectLightConfig(tables="/nonexistent/file.h5"), site=SITE)
+    assert stage.light_tables is None and stage.header() == {}
+
+
 def test_no_muons_gives_empty_table():
     det = stub_detector([[3.0, 0, 100.0]], [[-1, 0, 0]])
     ev = np.arange(3, dtype=np.int64)
