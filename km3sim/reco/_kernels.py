@@ -26,7 +26,6 @@ __all__ = [
     "track_residuals",
     "track_jacobian",
     "scan_directions",
-    "truncated_chi2",
 ]
 
 #: Smallest distance to the track used in derivatives [m] (d = 0 makes ∂d/∂p undefined).
@@ -281,7 +280,63 @@ def _linear_track_fit(xp, yp, tau, w, active, k):
 
 
 @nb.njit(cache=True)
-def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter):
+def _scan_residuals(xp, yp, tau, T, x0, y0, k, c, res, w, active):
+    """Time residuals and linearisation weights of the scan fit; returns max |res| of the active hits."""
+    rmax = 0.0
+    for i in range(tau.shape[0]):
+        rho = math.sqrt((xp[i] - x0) ** 2 + (yp[i] - y0) ** 2)
+        res[i] = (tau[i] - T - k * rho) / c
+        w[i] = 1.0 / (abs(tau[i] - T) + k * rho + 1.0)
+        if active[i] and abs(res[i]) > rmax:
+            rmax = abs(res[i])
+    return rmax
+
+
+@nb.njit(cache=True)
+def _gauss_newton3(xp, yp, tau, T, x0, y0, k, c, scale, active, res, late_weight):
+    """One Gauss-Newton step of (T, x0, y0) for a fixed direction on the residuals
+    c·r_i = τ_i − T − k·ρ_i of the active hits, with Cauchy weights 1/(1 + (r_i/scale)²)
+    (``res`` holds the current residuals r_i [ns]), late hits (r_i > 0) weighted by ``late_weight``."""
+    a = np.zeros((3, 3))
+    b = np.zeros(3)
+    for i in range(tau.shape[0]):
+        if not active[i]:
+            continue
+        dx = xp[i] - x0
+        dy = yp[i] - y0
+        rho = math.sqrt(dx * dx + dy * dy)
+        if rho < 1e-3:
+            rho = 1e-3
+        r = tau[i] - T - k * rho
+        wt = 1.0 / (1.0 + (res[i] / scale) ** 2)
+        if res[i] > 0.0:
+            wt *= late_weight
+        # r(T + d0, x0 + d1, y0 + d2) ≈ r - j·d with j = (1, -k dx/ρ, -k dy/ρ)
+        j0 = 1.0
+        j1 = -k * dx / rho
+        j2 = -k * dy / rho
+        b[0] += wt * j0 * r
+        b[1] += wt * j1 * r
+        b[2] += wt * j2 * r
+        a[0, 0] += wt * j0 * j0
+        a[0, 1] += wt * j0 * j1
+        a[0, 2] += wt * j0 * j2
+        a[1, 1] += wt * j1 * j1
+        a[1, 2] += wt * j1 * j2
+        a[2, 2] += wt * j2 * j2
+    a[1, 0] = a[0, 1]
+    a[2, 0] = a[0, 2]
+    a[2, 1] = a[1, 2]
+    for q in range(3):
+        a[q, q] += 1e-9 * (1.0 + a[q, q])
+    d, ok = _solve_sym(a, b)
+    if not ok:
+        return T, x0, y0, False
+    return T + d[0], x0 + d[1], y0 + d[2], True
+
+
+@nb.njit(cache=True)
+def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter, tau_window=0.0, late_weight=1.0, late_cost=1.0):
     """Direction-scan prefit: for each fixed direction, position and time from a linear fit.
 
     In the frame of direction u (hit coordinates x', y' across and z' along the track) the
@@ -294,10 +349,15 @@ def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter):
     JMuonPrefit, PHYSICS.md §9.2). After the first fit each equation is weighted by
     1/(|τ_i − T| + k ρ_i + 1 m), which makes its residual ≈ c × the time residual.
 
-    The algebraic fit is not robust, so outliers are trimmed iteratively with a shrinking
-    window: hits with |time residual| > max(window, max|r|/2) are dropped (and hits inside
-    it re-admitted) and the fit repeated, at most ``n_iter`` times, until all used hits lie
-    within ``window``.
+    The algebraic fit is not robust. With ``tau_window`` > 0 only the hits in the densest
+    interval of width ``tau_window`` of τ_i start the fit: for the true direction every
+    hit of direct light within a distance ρ_max of the track has τ_i − T = kρ_i ∈ [0, kρ_max],
+    so a window k·(road width) plus the time jitter holds them all, while uncorrelated hits
+    spread over the whole snapshot. The algebraic solution starts Gauss–Newton steps of
+    (T, x0, y0) on the time residuals themselves with Cauchy weights 1/(1 + (r/s)²) whose
+    scale s halves from max(window, max|r|/2) to window/2 (at most ``n_iter`` steps;
+    graduated M-estimation, robust against late light of showers along the track), after
+    which the hits with |r| ≤ ``window`` are fitted twice more without robust weights.
 
     Parameters
     ----------
@@ -314,7 +374,16 @@ def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter):
     min_hits : int
         Fewest hits a fit may keep.
     n_iter : int
-        Maximum number of trimming iterations.
+        Maximum number of robust Gauss–Newton steps.
+    tau_window : float
+        Width of the starting interval of c·t − z' [m] (0: start with all hits).
+    late_weight : float
+        Factor on the weight of hits later than the fitted track (r > 0) in the fit. Direct
+        Cherenkov light of the muon is the earliest light a PMT can see (Fermat), light of
+        showers along the track and scattered light come later, so with a factor < 1 the
+        fit follows the early front (a quantile-like regression) instead of the late light.
+    late_cost : float
+        Largest cost of a late hit in the quality (early hits cost up to 1).
 
     Returns
     -------
@@ -336,6 +405,7 @@ def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter):
     tau = np.empty(n)
     w = np.empty(n)
     res = np.empty(n)
+    comb = np.empty(n)
     active = np.empty(n, dtype=np.bool_)
     w2 = window * window
     for kd in range(n_dir):
@@ -348,39 +418,63 @@ def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter):
             tau[i] = c * t[i] - zp
             w[i] = 1.0
             active[i] = True
-        ok = True
-        T = 0.0
-        x0 = 0.0
-        y0 = 0.0
-        for it in range(n_iter + 1):
-            sol, ok = _linear_track_fit(xp, yp, tau, w, active, k)
+        if tau_window > 0.0 and n > min_hits:
+            srt = np.sort(tau)
+            best_n = 0
+            best_lo = srt[0]
+            j = 0
+            for i in range(n):
+                while srt[i] - srt[j] > tau_window:
+                    j += 1
+                if i - j + 1 > best_n:
+                    best_n = i - j + 1
+                    best_lo = srt[j]
+            if best_n < min_hits:
+                continue
+            for i in range(n):
+                active[i] = tau[i] >= best_lo and tau[i] <= best_lo + tau_window
+        # algebraic fit for a start, then Gauss-Newton steps of (T, x0, y0) on the time residuals
+        # with Cauchy weights whose scale halves from max(window, max|r|/2) to window/2
+        # (graduated M-estimation), then the hits within the window are fitted without weights
+        for i in range(n):
+            comb[i] = 1.0
+        sol, ok = _linear_track_fit(xp, yp, tau, comb, active, k)
+        if not ok:
+            continue
+        T, x0, y0 = sol[0], sol[1], sol[2]
+        rmax = _scan_residuals(xp, yp, tau, T, x0, y0, k, c, res, w, active)
+        scale = max(window, 0.5 * rmax)
+        for it in range(n_iter):
+            T, x0, y0, ok = _gauss_newton3(xp, yp, tau, T, x0, y0, k, c, scale, active, res, late_weight)
             if not ok:
                 break
-            T, x0, y0 = sol[0], sol[1], sol[2]
-            rmax = 0.0
-            for i in range(n):
-                rho = math.sqrt((xp[i] - x0) ** 2 + (yp[i] - y0) ** 2)
-                res[i] = (tau[i] - T - k * rho) / c
-                w[i] = 1.0 / (abs(tau[i] - T) + k * rho + 1.0)
-                if active[i] and abs(res[i]) > rmax:
-                    rmax = abs(res[i])
-            if rmax <= window or it == n_iter:
+            _scan_residuals(xp, yp, tau, T, x0, y0, k, c, res, w, active)
+            if scale <= 0.5 * window:
                 break
-            thr = max(window, 0.5 * rmax)
-            n_act = 0
-            for i in range(n):
-                active[i] = abs(res[i]) <= thr
-                if active[i]:
-                    n_act += 1
-            if n_act < min_hits:
-                ok = False
+            scale = max(0.5 * window, 0.5 * scale)
+        if not ok:
+            continue
+        n_act = 0
+        for i in range(n):
+            active[i] = abs(res[i]) <= window
+            if active[i]:
+                n_act += 1
+        if n_act < min_hits:
+            continue
+        for _ in range(2):
+            T, x0, y0, ok = _gauss_newton3(xp, yp, tau, T, x0, y0, k, c, 1e30, active, res, late_weight)
+            if not ok:
                 break
+            _scan_residuals(xp, yp, tau, T, x0, y0, k, c, res, w, active)
         if not ok:
             continue
         q = 0.0
         for i in range(n):
             r2 = res[i] * res[i]
-            q += r2 / w2 if r2 < w2 else 1.0
+            cost = r2 / w2 if r2 < w2 else 1.0
+            if res[i] > 0.0 and cost > late_cost:
+                cost = late_cost
+            q += cost
         quality[kd] = q
         for ax in range(3):
             points[kd, ax] = x0 * e1[ax] + y0 * e2[ax]
@@ -388,13 +482,710 @@ def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter):
     return quality, points, t0s
 
 
+# ==========================================================================================
+# JMuon-style chain: L1 hits, robust (simplex) fit, likelihood (Gandalf) fit, brightness
+# ==========================================================================================
+
+#: Fit parameters of the track: (α, β, a, b, t0), see :func:`track_point_direction`.
+N_TRACK_PARAMS = 5
+
+
 @nb.njit(cache=True)
-def truncated_chi2(pos, t, p, u, t0, k, c, window):
-    """Σ_i min(r_i², window²)/window² of the time residuals r of a track (lower is better)."""
-    te = expected_times(pos, p, u, t0, k, c)
-    w2 = window * window
-    q = 0.0
+def build_l1(dom, pmt, t, tmax):
+    """L1 hits: the first hit of every cluster of hits on one DOM within ``tmax`` that has at
+    least two distinct PMTs (Jpp ``JBuildL1`` with ``TMaxLocal_ns``; PHYSICS.md §12).
+
+    Hits must be sorted by time. A cluster opens at a hit and takes the following hits of the
+    same DOM up to ``tmax`` later; the next cluster of the DOM opens at the first hit after it.
+
+    Parameters
+    ----------
+    dom, pmt : int arrays (n,)
+        DOM and PMT index of each hit.
+    t : float array (n,)
+        Hit times [ns], ascending.
+    tmax : float
+        Coincidence window [ns].
+
+    Returns
+    -------
+    first : int array
+        Index of the first hit of each L1 (ascending in time).
+    n_pmts : int array
+        Distinct PMTs in each L1.
+    """
+    n = t.shape[0]
+    order = np.argsort(dom, kind="mergesort")  # stable: time order within a DOM
+    first = np.empty(n, dtype=np.int64)
+    mult = np.empty(n, dtype=np.int64)
+    n_l1 = 0
+    i = 0
+    while i < n:
+        a = order[i]
+        j = i + 1
+        while j < n and dom[order[j]] == dom[a] and t[order[j]] - t[a] <= tmax:
+            j += 1
+        # distinct PMTs among order[i:j]
+        npm = 0
+        for q in range(i, j):
+            seen = False
+            for r in range(i, q):
+                if pmt[order[r]] == pmt[order[q]]:
+                    seen = True
+                    break
+            if not seen:
+                npm += 1
+        if npm >= 2:
+            first[n_l1] = a
+            mult[n_l1] = npm
+            n_l1 += 1
+        i = j
+    out = first[:n_l1].copy()
+    m = mult[:n_l1].copy()
+    o = np.argsort(out)
+    return out[o], m[o]
+
+
+@nb.njit(cache=True)
+def refine_directions(u, step, n_side):
+    """A (2·n_side+1)² grid of unit vectors around ``u`` with angular spacing ``step`` [rad]."""
+    f1, f2 = orthonormal_pair(u)
+    m = 2 * n_side + 1
+    out = np.empty((m * m, 3))
+    q = 0
+    for i in range(-n_side, n_side + 1):
+        for j in range(-n_side, n_side + 1):
+            a = math.tan(i * step)
+            b = math.tan(j * step)
+            nrm = 0.0
+            for ax in range(3):
+                out[q, ax] = u[ax] + a * f1[ax] + b * f2[ax]
+                nrm += out[q, ax] ** 2
+            nrm = math.sqrt(nrm)
+            for ax in range(3):
+                out[q, ax] /= nrm
+            q += 1
+    return out
+
+
+@nb.njit(cache=True)
+def _solve_sym(a, b):
+    """Solve a x = b (small dense system) by Gaussian elimination with partial pivoting."""
+    n = b.shape[0]
+    m = a.copy()
+    x = b.copy()
+    scale = 0.0
+    for i in range(n):
+        for j in range(n):
+            scale = max(scale, abs(m[i, j]))
+    if scale == 0.0 or not np.isfinite(scale):
+        return x, False
+    for col in range(n):
+        piv = col
+        for r in range(col + 1, n):
+            if abs(m[r, col]) > abs(m[piv, col]):
+                piv = r
+        if abs(m[piv, col]) <= 1e-14 * scale:
+            return x, False
+        if piv != col:
+            for j in range(n):
+                tmp = m[col, j]
+                m[col, j] = m[piv, j]
+                m[piv, j] = tmp
+            tmp = x[col]
+            x[col] = x[piv]
+            x[piv] = tmp
+        for r in range(col + 1, n):
+            f = m[r, col] / m[col, col]
+            for j in range(col, n):
+                m[r, j] -= f * m[col, j]
+            x[r] -= f * x[col]
+    for col in range(n - 1, -1, -1):
+        s = x[col]
+        for j in range(col + 1, n):
+            s -= m[col, j] * x[j]
+        x[col] = s / m[col, col]
+    for i in range(n):
+        if not np.isfinite(x[i]):
+            return x, False
+    return x, True
+
+
+@nb.njit(cache=True)
+def invert_matrix(a):
+    """Inverse of a small symmetric matrix (NaN-filled if singular)."""
+    n = a.shape[0]
+    out = np.empty((n, n))
+    e = np.zeros(n)
+    for j in range(n):
+        e[:] = 0.0
+        e[j] = 1.0
+        x, ok = _solve_sym(a, e)
+        if not ok:
+            out[:, :] = np.nan
+            return out
+        out[:, j] = x
+    return out
+
+
+@nb.njit(cache=True)
+def robust_track_fit(x0, pos, t, u0, f1, f2, cog, k, c, sigma, f_scale, max_iter):
+    """Robust least-squares track fit (JMuonSimplex-like refinement, PHYSICS.md §9.2).
+
+    Minimises Σ ρ(r_i), r_i = (t_i − t_exp,i)/σ, with the soft-L1 M-estimator
+    ρ(r) = 2s²(sqrt(1 + (r/s)²) − 1), s = ``f_scale``, by iteratively reweighted Gauss–Newton
+    steps with Levenberg–Marquardt damping (weights w = ρ'(r)/r = 2/sqrt(1 + (r/s)²)).
+    Parameters and Jacobian as :func:`track_residuals` / :func:`track_jacobian`.
+
+    Returns
+    -------
+    x : ndarray (5,)
+    cost : float
+        Σ ρ(r_i)/2 at x.
+    ok : bool
+        Converged to finite values.
+    """
+    x = x0.copy()
+    s2 = f_scale * f_scale
+
+    def cost_of(xx):
+        r = track_residuals(xx, pos, t, u0, f1, f2, cog, k, c, sigma)
+        s = 0.0
+        for i in range(r.shape[0]):
+            s += s2 * (math.sqrt(1.0 + r[i] * r[i] / s2) - 1.0)
+        return s
+
+    f = cost_of(x)
+    if not np.isfinite(f):
+        return x, f, False
+    lam = 1e-3
+    ok = False
+    for it in range(max_iter):
+        r = track_residuals(x, pos, t, u0, f1, f2, cog, k, c, sigma)
+        jac = track_jacobian(x, pos, t, u0, f1, f2, cog, k, c, sigma)
+        h = np.zeros((5, 5))
+        g = np.zeros(5)
+        for i in range(r.shape[0]):
+            w = 1.0 / math.sqrt(1.0 + r[i] * r[i] / s2)
+            for a in range(5):
+                g[a] += w * r[i] * jac[i, a]
+                for b in range(a, 5):
+                    h[a, b] += w * jac[i, a] * jac[i, b]
+        for a in range(5):
+            for b in range(a):
+                h[a, b] = h[b, a]
+        accepted = False
+        fn = f
+        for inner in range(12):
+            a_mat = h.copy()
+            for a in range(5):
+                a_mat[a, a] += lam * h[a, a] + 1e-12
+            step, good = _solve_sym(a_mat, -g)
+            if not good:
+                lam *= 10.0
+                continue
+            xn = x + step
+            fn = cost_of(xn)
+            if np.isfinite(fn) and fn <= f:
+                x = xn
+                lam = max(lam * 0.2, 1e-9)
+                accepted = True
+                break
+            lam *= 10.0
+        if not accepted:
+            ok = True  # no further decrease possible: at a minimum (to numerical precision)
+            break
+        if f - fn < 1e-6 * (1.0 + f):
+            f = fn
+            ok = True
+            break
+        f = fn
+    return x, f, ok
+
+
+@nb.njit(cache=True)
+def _cell(x, x0, dx, n):
+    """Lower node index and fraction for linear interpolation on a uniform grid (clamped)."""
+    u = (x - x0) / dx
+    if u <= 0.0:
+        return 0, 0.0
+    if u >= n - 1:
+        return n - 2, 1.0
+    i = int(u)
+    return i, u - i
+
+
+@nb.njit(cache=True)
+def _table_t(tab, d, cp, t, d0, dd, c0, dc, t0, dt):
+    """Interpolate a (n_d, n_cp, n_t) table at (d, c, t); n_cp = 1 ignores c. Returns the
+    value and the value at the end of the t range for t above it."""
+    nd = tab.shape[0]
+    ncp = tab.shape[1]
+    nt = tab.shape[2]
+    i, fi = _cell(d, d0, dd, nd)
+    j, ft = _cell(t, t0, dt, nt)
+    if ncp == 1:
+        v00 = tab[i, 0, j] + ft * (tab[i, 0, j + 1] - tab[i, 0, j])
+        v10 = tab[i + 1, 0, j] + ft * (tab[i + 1, 0, j + 1] - tab[i + 1, 0, j])
+        return v00 + fi * (v10 - v00)
+    q, fc = _cell(cp, c0, dc, ncp)
+    v = 0.0
+    for a in range(2):
+        wa = fi if a == 1 else 1.0 - fi
+        for b in range(2):
+            wb = fc if b == 1 else 1.0 - fc
+            lo = tab[i + a, q + b, j]
+            hi = tab[i + a, q + b, j + 1]
+            v += wa * wb * (lo + ft * (hi - lo))
+    return v
+
+
+@nb.njit(cache=True)
+def _npe(npe_d, d, cp, d0, dd, c0, dc, d_floor):
+    """Expected pe of a unit-brightness track at distance d and photon-PMT cosine cp."""
+    i, fi = _cell(d, d0, dd, npe_d.shape[0])
+    q, fc = _cell(cp, c0, dc, npe_d.shape[1])
+    v0 = npe_d[i, q] + fc * (npe_d[i, q + 1] - npe_d[i, q])
+    v1 = npe_d[i + 1, q] + fc * (npe_d[i + 1, q + 1] - npe_d[i + 1, q])
+    return (v0 + fi * (v1 - v0)) / max(d, d_floor)
+
+
+@nb.njit(cache=True)
+def _pmt_track_geometry(px, py, pz, ux, uy, uz, xx, xy, xz, ax, ay, az, k, c, sin_c, cos_c):
+    """(L, d, t_direct·c, cosine of the direct photon with the PMT axis) of a PMT and a track."""
+    vx = xx - px
+    vy = xy - py
+    vz = xz - pz
+    L = vx * ux + vy * uy + vz * uz
+    d2 = vx * vx + vy * vy + vz * vz - L * L
+    d = math.sqrt(d2) if d2 > 0.0 else 0.0
+    if d > 1e-9:
+        wx = sin_c * (vx - L * ux) / d + cos_c * ux
+        wy = sin_c * (vy - L * uy) / d + cos_c * uy
+        wz = sin_c * (vz - L * uz) / d + cos_c * uz
+    else:
+        wx, wy, wz = ux, uy, uz
+    cp = wx * ax + wy * ay + wz * az
+    return L, d, L + k * d, cp
+
+
+@nb.njit(cache=True)
+def gandalf_terms(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                  d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, out):
+    """−ln L of each selected hit for the track of parameters x (JMuonGandalf-like likelihood).
+
+    Each selected hit is the first hit of its PMT with a time residual in [t_lo, t_hi]. The
+    photo-electrons of the track arrive as a Poisson process of rate B·m(d, c)·f(t_res|d)
+    (expected pe m, time-residual PDF f, brightness B; :mod:`km3sim.reco.pdf`) on top of the
+    background rate r_b, so the first hit in the window has the density
+    λ(t)·exp(−Λ(t)), λ = B m f + r_b, Λ(t) = ∫_{t_lo}^{t} λ. Conditioned on the PMT having a
+    hit in the window (the hit selection), −ln L_i = −ln λ(t_i) + Λ(t_i) + ln(1 − e^{−Λ(t_hi)}).
+
+    Returns the sum; ``out`` receives the terms.
+    """
+    p, u, _ = track_point_direction(x, u0, f1, f2, cog)
+    total = 0.0
     for i in range(t.shape[0]):
-        r2 = (t[i] - te[i]) ** 2
-        q += r2 / w2 if r2 < w2 else 1.0
-    return q
+        L, d, ct, cp = _pmt_track_geometry(p[0], p[1], p[2], u[0], u[1], u[2], pos[i, 0], pos[i, 1], pos[i, 2],
+                                           pdir[i, 0], pdir[i, 1], pdir[i, 2], k, c, sin_c, cos_c)
+        tr = t[i] - x[4] - ct / c
+        m = brightness * _npe(npe_d, d, cp, d0, dd, c0, dc, d_floor)
+        f = _table_t(pdf, d, cp, tr, d0, dd, c0, dc, tt0, dt)
+        trc = min(max(tr, t_lo), t_hi)
+        F = _table_t(cdf, d, cp, trc, d0, dd, c0, dc, tt0, dt)
+        Flo = _table_t(cdf, d, cp, t_lo, d0, dd, c0, dc, tt0, dt)
+        Fhi = _table_t(cdf, d, cp, t_hi, d0, dd, c0, dc, tt0, dt)
+        lam = m * f + rate_bg
+        big_l = m * (F - Flo) + rate_bg * (trc - t_lo)
+        big_w = m * (Fhi - Flo) + rate_bg * (t_hi - t_lo)
+        term = -math.log(lam) + big_l + math.log(-math.expm1(-big_w))
+        out[i] = term
+        total += term
+    return total
+
+
+@nb.njit(cache=True)
+def _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                    d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, steps, tp, tm):
+    """Gradient of −ln L and the BHHH matrix Σ s_i s_iᵀ of the per-hit scores (central differences)."""
+    n = t.shape[0]
+    jac = np.empty((n, 5))
+    for a in range(5):
+        xp = x.copy()
+        xm = x.copy()
+        xp[a] += steps[a]
+        xm[a] -= steps[a]
+        gandalf_terms(xp, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, tp)
+        gandalf_terms(xm, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, tm)
+        for i in range(n):
+            jac[i, a] = (tp[i] - tm[i]) / (2.0 * steps[a])
+    g = np.zeros(5)
+    h = np.zeros((5, 5))
+    for i in range(n):
+        for a in range(5):
+            g[a] += jac[i, a]
+            for b in range(a, 5):
+                h[a, b] += jac[i, a] * jac[i, b]
+    for a in range(5):
+        for b in range(a):
+            h[a, b] = h[b, a]
+    return g, h
+
+
+@nb.njit(cache=True)
+def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, steps, max_iter):
+    """Maximum-likelihood track fit (JMuonGandalf-like): quasi-Newton iterations with
+    Levenberg–Marquardt damping on −ln L of :func:`gandalf_terms`.
+
+    The curvature matrix starts as the BHHH approximation (Σ of the outer products of the
+    per-hit scores) and is improved by BFGS updates from the gradient changes; gradients by
+    central differences with ``steps`` (the tables are piecewise linear, so the steps should
+    span a few table cells: ~1e-3 rad, 0.1 m, 0.2 ns).
+
+    Returns
+    -------
+    x : ndarray (5,)
+    f : float
+        −ln L at x.
+    n_iter : int
+    ok : bool
+        −ln L is finite (the iterations stop when a step gains less than 1e-4, when no damped
+        step decreases −ln L, or after ``max_iter``).
+    """
+    n = t.shape[0]
+    x = x0.copy()
+    buf = np.empty(n)
+    tp = np.empty(n)
+    tm = np.empty(n)
+    f = gandalf_terms(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, buf)
+    if not np.isfinite(f):
+        return x, f, 0, False
+    g, h = _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                           d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, steps, tp, tm)
+    floor = np.empty(5)
+    for a in range(5):
+        floor[a] = 1e-6 / (steps[a] * steps[a])
+    lam = 1e-3
+    it = 0
+    for it in range(max_iter):
+        accepted = False
+        fn = f
+        step = np.zeros(5)
+        for inner in range(16):
+            a_mat = h.copy()
+            for a in range(5):
+                a_mat[a, a] += lam * max(h[a, a], floor[a]) + floor[a]
+            step, good = _solve_sym(a_mat, -g)
+            if good:
+                xn = x + step
+                fn = gandalf_terms(xn, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg,
+                                   t_lo, t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, buf)
+                if np.isfinite(fn) and fn <= f:
+                    accepted = True
+                    break
+            lam *= 10.0
+        if not accepted:
+            break
+        x = x + step
+        gain = f - fn
+        f = fn
+        lam = max(lam * 0.1, 1e-6)
+        if gain < 1e-4:
+            break
+        gn, hb = _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo,
+                                 t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, steps, tp, tm)
+        # BFGS update of the curvature with s = step, y = gn - g (skipped unless s·y > 0)
+        y = gn - g
+        sy = 0.0
+        for a in range(5):
+            sy += step[a] * y[a]
+        hs = h @ step
+        shs = 0.0
+        for a in range(5):
+            shs += step[a] * hs[a]
+        if sy > 1e-12 and shs > 1e-12:
+            for a in range(5):
+                for b in range(5):
+                    h[a, b] += y[a] * y[b] / sy - hs[a] * hs[b] / shs
+        else:
+            h = hb
+        g = gn
+    return x, f, it + 1, True
+
+
+@nb.njit(cache=True)
+def gandalf_hessian(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                    d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, steps):
+    """Hessian of the total −ln L at x by central second differences with ``steps``."""
+    n = t.shape[0]
+    buf = np.empty(n)
+    h = np.zeros((5, 5))
+
+    def fval(xx):
+        return gandalf_terms(xx, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                             d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, buf)
+
+    f0 = fval(x)
+    for a in range(5):
+        xp = x.copy()
+        xm = x.copy()
+        xp[a] += steps[a]
+        xm[a] -= steps[a]
+        h[a, a] = (fval(xp) - 2.0 * f0 + fval(xm)) / (steps[a] * steps[a])
+        for b in range(a + 1, 5):
+            xpp = x.copy()
+            xpm = x.copy()
+            xmp = x.copy()
+            xmm = x.copy()
+            xpp[a] += steps[a]
+            xpp[b] += steps[b]
+            xpm[a] += steps[a]
+            xpm[b] -= steps[b]
+            xmp[a] -= steps[a]
+            xmp[b] += steps[b]
+            xmm[a] -= steps[a]
+            xmm[b] -= steps[b]
+            v = (fval(xpp) - fval(xpm) - fval(xmp) + fval(xmm)) / (4.0 * steps[a] * steps[b])
+            h[a, b] = v
+            h[b, a] = v
+    return h
+
+
+@nb.njit(cache=True)
+def select_first_hits(p, u, t0, hit_pmt, t, pmt_pos, pmt_dir, k, c, sin_c, cos_c, road, t_lo, t_hi):
+    """Indices of the first hit of each PMT with d ≤ ``road`` and a time residual in
+    [t_lo, t_hi] of the track (p, u, t0). Hits must be sorted by time."""
+    n = t.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        q = hit_pmt[i]
+        L, d, ct, cp = _pmt_track_geometry(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
+                                           pmt_pos[q, 2], pmt_dir[q, 0], pmt_dir[q, 1], pmt_dir[q, 2], k, c, sin_c, cos_c)
+        if d > road:
+            continue
+        tr = t[i] - t0 - ct / c
+        if tr < t_lo or tr > t_hi:
+            continue
+        dup = False
+        for j in range(m):
+            if hit_pmt[out[j]] == q:
+                dup = True
+                break
+        if not dup:
+            out[m] = i
+            m += 1
+    return out[:m].copy()
+
+
+@nb.njit(cache=True)
+def road_pmt_expectations(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, k, c, sin_c, cos_c, road,
+                          t_lo, t_hi, z_min, z_max, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf):
+    """Per PMT within ``road`` of the track (p, u, t0), whose direct-light emission point lies
+    in [z_min, z_max] along the track: the expected signal pe in the time window of a
+    unit-brightness track, a_i = m(d, c)·(F(t_hi) − F(t_lo)), and the summed charge of its hits
+    with a time residual in the window (0 without such a hit; PHYSICS.md §9.2 item 4,
+    JMuonEnergy-like).
+
+    Returns
+    -------
+    a : float array (n_road,)
+    charge : float array (n_road,)
+        Summed ``hit_charge`` [pe] of the PMT's hits in the window, negative if one of them
+        saturated (``hit_charge`` < 0; see :func:`fit_brightness`).
+    z_emit : float array (n_road,)
+        Emission point along the track [m] (from p).
+    d : float array (n_road,)
+    """
+    n_p = pmt_pos.shape[0]
+    charge_of = np.zeros(n_p)
+    saturated = np.zeros(n_p, dtype=np.bool_)
+    for i in range(t.shape[0]):
+        q = hit_pmt[i]
+        L, d, ct, cp = _pmt_track_geometry(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
+                                           pmt_pos[q, 2], pmt_dir[q, 0], pmt_dir[q, 1], pmt_dir[q, 2], k, c, sin_c, cos_c)
+        if d > road:
+            continue
+        tr = t[i] - t0 - ct / c
+        if tr >= t_lo and tr <= t_hi:
+            charge_of[q] += abs(hit_charge[i])
+            if hit_charge[i] < 0.0:
+                saturated[q] = True
+    a = np.empty(n_p)
+    charge = np.empty(n_p)
+    z = np.empty(n_p)
+    dist = np.empty(n_p)
+    m = 0
+    cot_c = cos_c / sin_c
+    road2 = road * road
+    for q in range(n_p):
+        if not pmt_ok[q]:
+            continue
+        vx = pmt_pos[q, 0] - p[0]
+        vy = pmt_pos[q, 1] - p[1]
+        vz = pmt_pos[q, 2] - p[2]
+        L = vx * u[0] + vy * u[1] + vz * u[2]
+        d2 = vx * vx + vy * vy + vz * vz - L * L
+        if d2 > road2:
+            continue
+        d = math.sqrt(d2) if d2 > 0.0 else 0.0
+        ze = L - d * cot_c
+        if ze < z_min or ze > z_max:
+            continue
+        L2, d, ct, cp = _pmt_track_geometry(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
+                                            pmt_pos[q, 2], pmt_dir[q, 0], pmt_dir[q, 1], pmt_dir[q, 2], k, c, sin_c, cos_c)
+        mm = _npe(npe_d, d, cp, d0, dd, c0, dc, d_floor)
+        w = _table_t(cdf, d, cp, t_hi, d0, dd, c0, dc, tt0, dt) - _table_t(cdf, d, cp, t_lo, d0, dd, c0, dc, tt0, dt)
+        a[m] = mm * w
+        charge[m] = -charge_of[q] if saturated[q] else charge_of[q]
+        z[m] = ze
+        dist[m] = d
+        m += 1
+    return a[:m].copy(), charge[:m].copy(), z[:m].copy(), dist[:m].copy()
+
+
+@nb.njit(cache=True)
+def fit_brightness(a, charge, bg, b_min, b_max):
+    """Maximum-likelihood brightness B from the charges of the PMTs in the road.
+
+    Each PMT has expected charge μ_i = B·a_i + bg in the time window and measured charge n_i
+    (from the ToT of its hits, 0 without a hit); the Poisson log-likelihood (continuous in n)
+
+        ln L(B) = Σ_i [n_i ln μ_i − μ_i]
+
+    is concave in B, so its maximum is the unique root of Σ n_i a_i/μ_i − Σ a_i, found by
+    bisection in ln B on [b_min, b_max] (the bound if the root lies outside). A negative
+    charge −q marks a PMT whose ToT saturated: its charge is only known to be at least q, and
+    its term is censored, n ln μ − μ relative to its value at μ = q while μ < q and 0 above
+    (a one-sided approximation of ln P(N ≥ q | μ)).
+
+    Returns
+    -------
+    b : float
+    gain : float
+        ln L(B) − ln L(0), the likelihood gain over background only.
+    """
+    n = a.shape[0]
+
+    def dlnl(b):
+        s = 0.0
+        for i in range(n):
+            mu = b * a[i] + bg
+            if charge[i] >= 0.0:
+                s += charge[i] * a[i] / mu - a[i]
+            elif mu < -charge[i]:
+                s += a[i] * (-charge[i] / mu - 1.0)
+        return s
+
+    def lnl(b):
+        s = 0.0
+        for i in range(n):
+            mu = b * a[i] + bg
+            if charge[i] >= 0.0:
+                if charge[i] > 0.0:
+                    s += charge[i] * math.log(mu)
+                s -= mu
+            elif mu < -charge[i]:
+                q = -charge[i]
+                s += q * math.log(mu) - mu - (q * math.log(q) - q)
+        return s
+
+    lo = math.log(b_min)
+    hi = math.log(b_max)
+    if dlnl(b_min) <= 0.0:
+        b = b_min
+    elif dlnl(b_max) >= 0.0:
+        b = b_max
+    else:
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            if dlnl(math.exp(mid)) > 0.0:
+                lo = mid
+            else:
+                hi = mid
+        b = math.exp(0.5 * (lo + hi))
+    return b, lnl(b) - lnl(0.0)
+
+
+@nb.njit(cache=True)
+def build_l1_any(dom, t, tmax):
+    """First hit of every cluster of hits on one DOM within ``tmax`` (any number of hits);
+    hits sorted by time. Returns (first-hit indices ascending, hits per cluster)."""
+    n = t.shape[0]
+    order = np.argsort(dom, kind="mergesort")
+    first = np.empty(n, dtype=np.int64)
+    mult = np.empty(n, dtype=np.int64)
+    m = 0
+    i = 0
+    while i < n:
+        a = order[i]
+        j = i + 1
+        while j < n and dom[order[j]] == dom[a] and t[order[j]] - t[a] <= tmax:
+            j += 1
+        first[m] = a
+        mult[m] = j - i
+        m += 1
+        i = j
+    out = first[:m].copy()
+    mm = mult[:m].copy()
+    o = np.argsort(out)
+    return out[o], mm[o]
+
+
+@nb.njit(cache=True)
+def road_llr(p, u, t0, brightness, hit_pmt, t, pmt_pos, pmt_dir, pmt_ok, k, c, sin_c, cos_c, road, t_lo, t_hi,
+             rate_bg, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf):
+    """Log-likelihood ratio of track (p, u, t0) with brightness B against background only, over
+    all usable PMTs within ``road``: for a PMT whose first hit in the window [t_lo, t_hi] (time
+    residual) is at t, ln(1 + B m f(t)/r_b) − B m (F(t) − F(t_lo)); for a PMT without a hit in
+    the window, −B m (F(t_hi) − F(t_lo)). PMTs outside the road, and hits outside the window
+    (background under the track hypothesis), add nothing. Unlike −ln L of :func:`gandalf_terms`
+    (conditional on the selected hits) it compares different tracks on the same data.
+
+    Returns
+    -------
+    llr : float
+    n_hit : int
+        PMTs with a hit in the window.
+    """
+    n_p = pmt_pos.shape[0]
+    first = np.full(n_p, np.nan)
+    for i in range(t.shape[0]):
+        q = hit_pmt[i]
+        if not np.isnan(first[q]):
+            continue
+        L, d, ct, cp = _pmt_track_geometry(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
+                                           pmt_pos[q, 2], pmt_dir[q, 0], pmt_dir[q, 1], pmt_dir[q, 2], k, c, sin_c, cos_c)
+        if d > road:
+            continue
+        tr = t[i] - t0 - ct / c
+        if tr >= t_lo and tr <= t_hi:
+            first[q] = tr
+    llr = 0.0
+    n_hit = 0
+    road2 = road * road
+    for q in range(n_p):
+        if not pmt_ok[q]:
+            continue
+        vx = pmt_pos[q, 0] - p[0]
+        vy = pmt_pos[q, 1] - p[1]
+        vz = pmt_pos[q, 2] - p[2]
+        L = vx * u[0] + vy * u[1] + vz * u[2]
+        if vx * vx + vy * vy + vz * vz - L * L > road2:
+            continue
+        L, d, ct, cp = _pmt_track_geometry(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
+                                           pmt_pos[q, 2], pmt_dir[q, 0], pmt_dir[q, 1], pmt_dir[q, 2], k, c, sin_c, cos_c)
+        m = brightness * _npe(npe_d, d, cp, d0, dd, c0, dc, d_floor)
+        flo = _table_t(cdf, d, cp, t_lo, d0, dd, c0, dc, tt0, dt)
+        if np.isnan(first[q]):
+            llr -= m * (_table_t(cdf, d, cp, t_hi, d0, dd, c0, dc, tt0, dt) - flo)
+        else:
+            tr = first[q]
+            f = _table_t(pdf, d, cp, tr, d0, dd, c0, dc, tt0, dt)
+            llr += math.log1p(m * f / rate_bg) - m * (_table_t(cdf, d, cp, tr, d0, dd, c0, dc, tt0, dt) - flo)
+            n_hit += 1
+    return llr, n_hit
