@@ -202,6 +202,7 @@ def _load_builtin_stages() -> None:
         "km3sim.detector.response",
         "km3sim.trigger.trigger",
         "km3sim.reco.track",
+        "km3sim.reco.shower",
     ):
         importlib.import_module(mod)
 
