@@ -76,6 +76,10 @@ class StageContext:
         Number of events generated for the whole run.
     detector : Detector
     site : Site
+    event_offset : int
+        Added to the event numbers of this chunk's generator stream (generator k of a
+        production with ``generators:`` numbers its events from k × 10⁸): a generator that
+        reads its events from files takes event ``id − run × 10⁹ − event_offset`` of them.
     """
 
     seed: int
@@ -87,6 +91,14 @@ class StageContext:
     n_events_run: int
     detector: "Detector"
     site: Site = field(default_factory=Site)
+    event_offset: int = 0
+
+    def event_positions(self, event_ids: np.ndarray | None = None) -> np.ndarray:
+        """Position of each event in its run's generator stream: id − run × 10⁹ − event_offset."""
+        from km3sim.pipeline.plan import EVENTS_PER_RUN_MAX
+
+        ids = np.asarray(self.event_ids if event_ids is None else event_ids, dtype=np.int64)
+        return ids - np.int64(self.run_id) * EVENTS_PER_RUN_MAX - np.int64(self.event_offset)
 
     def seeds(self, event_ids: np.ndarray | None = None) -> np.ndarray:
         """Per-event uint64 seeds of this stage for ``event_ids`` (default: the chunk's events)."""

@@ -457,15 +457,13 @@ class CorsikaMuons(CanGenerator):
 
     # ---------------------------------------------------------------------------- process
     def process(self, tables, ctx: StageContext):
-        from km3sim.pipeline.plan import EVENTS_PER_RUN_MAX
-
         self._require_setup(ctx.detector, ctx.site)
         cfg = self.config
         can = self.can
         ids = self.chunk_event_ids(ctx)
         n = len(ids)
         rot = math.radians(cfg.frame_rotation_deg)
-        shows = [self.shower(int(k)) for k in ids % EVENTS_PER_RUN_MAX]
+        shows = [self.shower(int(k)) for k in ctx.event_positions(ids)]
         zen = np.array([sh.zenith[j] for sh, j in shows], dtype=np.float64)
         azi = np.array([sh.azimuth[j] for sh, j in shows], dtype=np.float64)
         u = np.cos(zen)

@@ -358,13 +358,11 @@ class GeneratorFiles(Stage):
                     yield int(ev.index + a), ev, sample
 
     def process(self, tables, ctx: StageContext):
-        from km3sim.pipeline.plan import EVENTS_PER_RUN_MAX
-
         ids = self.chunk_event_ids(ctx)
         n = len(ids)
         if n == 0:
             return {"events": empty_table("events"), "mc_tracks": empty_table("mc_tracks")}
-        positions = ids - np.int64(ctx.run_id) * EVENTS_PER_RUN_MAX
+        positions = ctx.event_positions(ids)
         if positions[0] < 0 or positions[-1] >= self.n_events:
             raise StageError(f"stage {self.name!r}: events {positions[0]}..{positions[-1]} of run {ctx.run_id} "
                              f"requested, the files hold {self.n_events}")

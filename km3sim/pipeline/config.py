@@ -39,8 +39,8 @@ __all__ = ["Production", "StageSpec", "Stream", "RunSpec", "ClusterSpec", "Jobqu
 
 #: Most generators in one production (event numbers of generator k start at k x 10^8 in a run).
 MAX_GENERATORS = 10
-#: Generators that read the event at position ``event_id - run_id x 10^9`` of their input files;
-#: they can only be the first generator of a production (whose event numbers start at 0).
+#: Generators that read the event at position ``event_id - run_id x 10^9 - k x 10^8`` of their
+#: input files (k: the generator's index, :meth:`km3sim.stage.StageContext.event_positions`).
 POSITIONAL_GENERATORS = frozenset({"generator_files", "corsika_muons"})
 
 
@@ -454,9 +454,6 @@ def load_production(path: str | Path, overrides: dict[str, Any] | None = None) -
                 what = f"generators.{label}" if prod.generators is not None else "stages"
                 errors.append(f"{_where(source, lines, where)}: {what}: stage {spec.name!r} is not a generator (role {role!r})"
                               + ("" if prod.generators is not None else "; the first stage, and only it, must be a generator"))
-            elif k > 0 and spec.name in POSITIONAL_GENERATORS:
-                errors.append(f"{_where(source, lines, where)}: generators.{label}: {spec.name!r} reads its input files "
-                              "by event number and must be the first generator")
         for i, s in enumerate(processing):
             role = get_stage(s.name).role
             if role == "generate":

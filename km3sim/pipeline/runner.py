@@ -127,6 +127,7 @@ def task_context(task: Task, detector, site: Site, event_ids=None) -> StageConte
         n_events_run=task.n_events_run,
         detector=detector,
         site=site,
+        event_offset=task.event_offset,
     )
 
 

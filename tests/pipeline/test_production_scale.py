@@ -142,16 +142,53 @@ def test_generator_configuration_errors(tmp_path):
     p = _multi(tmp_path, stages="  - neutrinos: {}\n  - muon_propagation: {}\n")
     with pytest.raises(ConfigError, match=r"stages\[0\]\.neutrinos: generators go in 'generators:'"):
         load_production(p)
-    (tmp_path / "x.evt").write_text("start_run: 1\nend_event:\n")
-    p = _multi(tmp_path, extra_gen=f"  files: {{stage: generator_files, config: {{files: [{tmp_path / 'x.evt'}]}}}}\n")
-    with pytest.raises(ConfigError, match="must be the first generator"):
-        load_production(p)
     p = _multi(tmp_path, stages="  - pmt_response: {}\n")
     with pytest.raises(ConfigError, match=r"needs table 'mc_hits', which neither generator 'mupage'"):
         load_production(p)
     p = _multi(tmp_path, extra_gen="  bad: {stage: atmospheric_muons, config: {energy_min: 3}}\n")
     with pytest.raises(ConfigError, match=r"generators\.bad\.config\.energy_min: unknown key"):
         load_production(p)
+
+
+def test_file_generator_after_another_generator_reads_its_own_events(tmp_path):
+    """generator_files as the second generator: its events are numbered from 10^8 in each run
+    and still read from the start of the files (StageContext.event_positions)."""
+    import km3net_testdata
+
+    from km3sim.generators.files import GeneratorFiles
+    from km3sim.pipeline.runner import run_production
+    from km3sim.stage import StageContext
+
+    evt = km3net_testdata.data_path("gseagen/gseagen_v7.0.0_numuCC_diffuse.evt")
+    p = _multi(tmp_path, extra_gen=f"  files: {{stage: generator_files, chunk_size: 50, config: {{files: [{evt}]}}}}\n",
+               stages="  - muon_propagation: {can_margin_m: 100}\n")
+    prod = load_production(p)
+    assert run_production(prod).ok
+    out = tmp_path / "out" / "generator_files"
+    from km3sim.io.hdf5 import read_stage_file
+
+    tracks = Table.concat([read_stage_file(f, ["mc_tracks"])[0]["mc_tracks"] for f in sorted(out.glob("run00000012_g2_chunk*.h5"))])
+    ids = np.unique(np.asarray(tracks["event_id"]))
+    gen = GeneratorFiles(GeneratorFiles.Config(files=[evt]))
+    assert len(ids) == gen.n_events == 82
+    assert ids[0] == 12 * EVENTS_PER_RUN_MAX + 2 * GENERATOR_STRIDE
+    # the same events as the generator gives for positions 0..81 (generators need no detector here)
+    ctx = StageContext(seed=1, run_id=12, chunk=0, stage_name="generator_files", event_ids=ids,
+                       livetime_s=1.0, n_events_run=82, detector=prod_detector(prod), event_offset=2 * GENERATOR_STRIDE)
+    ref = gen.run({}, ctx)["mc_tracks"]
+    np.testing.assert_array_equal(np.asarray(ref["event_id"]), np.asarray(tracks["event_id"]))
+    np.testing.assert_allclose(np.asarray(ref["energy"]), np.asarray(tracks["energy"]))
+    # out of range positions are refused with the file count
+    bad = StageContext(seed=1, run_id=12, chunk=0, stage_name="generator_files", event_ids=ids + 1,
+                       livetime_s=1.0, n_events_run=82, detector=prod_detector(prod), event_offset=2 * GENERATOR_STRIDE)
+    with pytest.raises(StageError, match="the files hold 82"):
+        gen.run({}, bad)
+
+
+def prod_detector(prod):
+    from km3sim.detector.geometry import build_orca_block
+
+    return build_orca_block(n_dus=3)
 
 
 # ------------------------------------------------------------------------------------ scale
