@@ -25,6 +25,9 @@ __all__ = [
     "rng_normal",
     "rng_exponential",
     "rng_poisson",
+    "xoshiro_next",
+    "xoshiro_u01",
+    "xoshiro_normal",
 ]
 
 _U64 = np.uint64
@@ -175,3 +178,45 @@ def rng_poisson(s, lam):
             -lam + k * loglam - math.lgamma(k + 1.0)
         ):
             return int(k)
+
+
+# ------------------------------------------------------------------------------ state in registers
+#
+# Hot loops keep the xoshiro256** state in four local variables (s0, s1, s2, s3) instead of an
+# array: an array state is stored and re-loaded on every draw, because numba cannot prove that it
+# does not alias the kernel's output arrays. The sequence is the same as rng_next / rng_uniform /
+# rng_normal on the array [s0, s1, s2, s3].
+
+
+@nb.njit(cache=True, inline="always")
+def xoshiro_next(s0, s1, s2, s3):
+    """Next 64-bit output of xoshiro256** and the new state (:func:`rng_next` in registers)."""
+    r = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = _rotl(s3, 45)
+    return r, s0, s1, s2, s3
+
+
+@nb.njit(cache=True, inline="always")
+def xoshiro_u01(s0, s1, s2, s3):
+    """Uniform double in [0, 1) and the new state (:func:`rng_uniform` in registers)."""
+    r, s0, s1, s2, s3 = xoshiro_next(s0, s1, s2, s3)
+    return float(r >> np.uint64(11)) * (1.0 / 9007199254740992.0), s0, s1, s2, s3
+
+
+@nb.njit(cache=True)
+def xoshiro_normal(s0, s1, s2, s3):
+    """Standard normal deviate and the new state (:func:`rng_normal`, polar method, in registers)."""
+    while True:
+        u, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
+        v, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
+        u = 2.0 * u - 1.0
+        v = 2.0 * v - 1.0
+        q = u * u + v * v
+        if 0.0 < q < 1.0:
+            return u * math.sqrt(-2.0 * math.log(q) / q), s0, s1, s2, s3

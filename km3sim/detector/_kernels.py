@@ -21,7 +21,7 @@ import math
 import numba as nb
 import numpy as np
 
-from km3sim.random import rng_new, rng_normal, rng_poisson, rng_uniform
+from km3sim.random import rng_new, rng_normal, rng_poisson, rng_uniform, xoshiro_next, xoshiro_normal
 
 # ------------------------------------------------------------------------------ pulse model
 
@@ -161,46 +161,10 @@ def coincidence_pmt_probabilities(wmat, first_cum, n_dom_pmts, fold, n_draws, se
 
 
 # ------------------------------------------------------------------------------ random numbers in registers
-#
-# The hot loop keeps the xoshiro256** state (the generator of km3sim.random, same sequence) in four
-# local variables: an array state would be stored and re-loaded on every draw, because numba cannot
-# prove that it does not alias the output arrays.
+# The hot loop keeps the xoshiro256** state in four local variables (km3sim.random.xoshiro_*).
 
 _TWO_M53 = 1.0 / 9007199254740992.0
 _TWO_M32 = 1.0 / 4294967296.0
-
-
-@nb.njit(cache=True, inline="always")
-def _rotl(x, k):
-    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
-
-
-@nb.njit(cache=True, inline="always")
-def xoshiro_next(s0, s1, s2, s3):
-    """Next 64-bit output of xoshiro256** and the new state (same sequence as
-    :func:`km3sim.random.rng_next` on the array ``[s0, s1, s2, s3]``)."""
-    r = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
-    t = s1 << np.uint64(17)
-    s2 ^= s0
-    s3 ^= s1
-    s1 ^= s2
-    s0 ^= s3
-    s2 ^= t
-    s3 = _rotl(s3, 45)
-    return r, s0, s1, s2, s3
-
-
-@nb.njit(cache=True)
-def xoshiro_normal(s0, s1, s2, s3):
-    """Standard normal deviate (Marsaglia polar method) from the state in registers."""
-    while True:
-        r, s0, s1, s2, s3 = xoshiro_next(s0, s1, s2, s3)
-        u = 2.0 * (float(r >> np.uint64(11)) * _TWO_M53) - 1.0
-        r, s0, s1, s2, s3 = xoshiro_next(s0, s1, s2, s3)
-        v = 2.0 * (float(r >> np.uint64(11)) * _TWO_M53) - 1.0
-        q = u * u + v * v
-        if 0.0 < q < 1.0:
-            return u * math.sqrt(-2.0 * math.log(q) / q), s0, s1, s2, s3
 
 
 # ------------------------------------------------------------------------------ per-pe pieces
