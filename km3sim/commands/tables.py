@@ -21,7 +21,8 @@ def _cmd_build(args) -> int:
     where = args.output or f"{table_cache_dir(args.table_dir)}/"
     print(f"building {quality} light tables for {site.name} water ({site.pressure_atm} atm, absorption x{args.absorption_scale}, "
           f"scattering x{args.scattering_scale}{'' if not args.no_scattering else ', scattering off'}): "
-          f"{(n or n_mu):.3g} + {(n or n_sh):.3g} photons, {args.jobs} job(s) -> {where}", flush=True)
+          f"{(n or n_mu):.3g} (muon) + {(n or n_mu):.3g} (muon showers) + {(n or n_sh):.3g} (shower) photons, "
+          f"{args.jobs} job(s) -> {where}", flush=True)
     t0 = time.perf_counter()
     last = [0.0]
 

@@ -462,6 +462,7 @@ def load_production(path: str | Path, overrides: dict[str, Any] | None = None) -
                 errors.append(f"{_where(source, lines, ('stages', i))}: stages[{i}].{s.name}: {hint}")
     if not errors:
         offset = 0 if prod.generators is not None else 1  # index in the YAML 'stages' list
+        processing = _link_muon_cuts(processing, errors, source, lines, offset)
         for label, _, spec in gen_specs:
             produced: set[str] = set(get_stage(spec.name).produces)
             for i, s in enumerate(processing):
@@ -530,6 +531,37 @@ def load_production(path: str | Path, overrides: dict[str, Any] | None = None) -
     prod._processing = list(processing)
     prod._stage_specs = [s.spec for s in streams] + list(processing)
     return prod
+
+
+def _link_muon_cuts(processing: list, errors: list[str], source: str, lines, offset: int) -> list:
+    """Give ``direct_light`` the cuts of the production's ``muon_propagation`` (``muon_v_cut``:
+    its ``v_cut``, or 1 with ``stochastic: false``; ``muon_e_cut_gev``: its ``e_cut_gev``): the
+    light stage emits the light of the losses the propagation kept continuous. Keys set in the
+    file must agree with them (else an error naming both stages and keys)."""
+    mp = next((s for s in processing if s.name == "muon_propagation"), None)
+    if mp is None:
+        return processing
+    want = {"muon_v_cut": float(mp.config.v_cut) if mp.config.stochastic else 1.0,
+            "muon_e_cut_gev": float(mp.config.e_cut_gev)}
+    src = {"muon_v_cut": "v_cut" if mp.config.stochastic else "stochastic: false (v_cut 1)",
+           "muon_e_cut_gev": "e_cut_gev"}
+    out = list(processing)
+    for i, s in enumerate(processing):
+        if s.name != "direct_light":
+            continue
+        update = {}
+        for key, value in want.items():
+            if key not in s.config.model_fields_set:
+                update[key] = value
+            elif abs(float(getattr(s.config, key)) - value) > 1e-12 * max(1.0, abs(value)):
+                errors.append(f"{_where(source, lines, ('stages', i + offset, s.name, key))}: stages[{i + offset}]."
+                              f"direct_light.{key} = {getattr(s.config, key)} disagrees with muon_propagation."
+                              f"{src[key]} = {value}; leave {key} out (it is taken from muon_propagation) or "
+                              "make them equal")
+        if update:
+            cfg = type(s.config).model_validate({**s.config.model_dump(exclude_unset=True), **update})
+            out[i] = StageSpec(name=s.name, config=cfg)
+    return out
 
 
 def _resolve_path(p: Path, base: Path) -> Path:

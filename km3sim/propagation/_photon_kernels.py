@@ -22,6 +22,7 @@ import numba as nb
 import numpy as np
 
 from km3sim.constants import C_LIGHT, MUON_MASS
+from km3sim.propagation.secondaries import secondary_max, secondary_ratios
 from km3sim.random import rng_new, rng_normal, rng_poisson, rng_uniform
 
 #: Emitter kinds understood by :func:`track_photons`.
@@ -520,7 +521,7 @@ def track_photons(
     em_long_shape, em_long_scale, exact_count,
     lam0, inv_dlam, inv_cdf_lambda, n_phase_tab, n_group_tab, inv_labs_tab, inv_lscat_tab,
     ang_inv_cdf,
-    secondaries, rw_lambda, rw_kappa,
+    secondaries, log_e0, dlog_e, rw_tab, cont_tab,
     absorb, scatter, phase_f, phase_g, phase_a, max_distance,
     dom_pos, dom_radius, dom_pmt_start, pmt_dir, pmt_ok, detect_coef, acc_c0, acc_inv_dc, acc_table,
     gx0, gy0, inv_cell, nx, ny, cell_start, cell_doms, box_lo, box_hi,
@@ -533,9 +534,16 @@ def track_photons(
     (normally Frank–Tamm × QE, so every tracked photon is a potential photo-electron). Kinds:
 
     * muon (0): emission point uniform on [0, length] along the track, time + z/c; direction on
-      the Cherenkov cone cosθ = 1/n_ph(λ) (β = 1); with ``secondaries`` the Rädel–Wiebusch
-      extra light ΔL/L(E(z)) (PHYSICS.md §5.3) by thinning: ``em_mean_photons`` must already
-      include the factor 1 + ΔL/L(E at the start);
+      the Cherenkov cone cosθ = 1/n_ph(λ) (β = 1). With ``secondaries`` (tables
+      ``log_e0, dlog_e, rw_tab, cont_tab`` of :mod:`km3sim.propagation.secondaries`, E(z) =
+      E − ΔE·z/L) the light per metre is 1 + ΔL/L(E(z)) + cont(E(z)) times the bare muon's,
+      by thinning: ``em_mean_photons`` must be the bare photons times their maximum along the
+      track (:func:`~km3sim.propagation.secondaries.secondary_max`, as
+      :meth:`~km3sim.propagation.photons.PhotonTracker.muon_photons` makes it); a photon is
+      kept with probability (1 + ΔL/L + cont)/max, on the Cherenkov cone for the parts 1 +
+      ΔL/L (Rädel–Wiebusch secondaries below 0.5 GeV, PHYSICS.md §5.3) and with cosθ to the
+      muon direction from the shower angular profile for cont (showers of the losses the
+      propagation kept continuous, §5.4);
     * shower (1): depth z = Gamma(``em_long_shape``)·``em_long_scale`` along the axis, time
       + z/c; cosθ to the axis from the tabulated inverse CDF of the angular profile (§5.4);
     * isotropic (2): a point source at pos (for tests and light tables).
@@ -580,7 +588,7 @@ def track_photons(
             em_long_shape, em_long_scale, exact_count,
             lam0, inv_dlam, inv_cdf_lambda, n_phase_tab, n_group_tab, inv_labs_tab, inv_lscat_tab,
             ang_inv_cdf,
-            secondaries, rw_lambda, rw_kappa,
+            secondaries, log_e0, dlog_e, rw_tab, cont_tab,
             absorb, scatter, phase_f, phase_g, phase_a, max_distance,
             dom_pos, dom_radius, dom_pmt_start, pmt_dir, pmt_ok, detect_coef, acc_c0, acc_inv_dc, acc_table,
             gx0, gy0, inv_cell, nx, ny, cell_start, cell_doms, box_lo, box_hi,
@@ -599,7 +607,7 @@ def _track_events(
     em_long_shape, em_long_scale, exact_count,
     lam0, inv_dlam, inv_cdf_lambda, n_phase_tab, n_group_tab, inv_labs_tab, inv_lscat_tab,
     ang_inv_cdf,
-    secondaries, rw_lambda, rw_kappa,
+    secondaries, log_e0, dlog_e, rw_tab, cont_tab,
     absorb, scatter, phase_f, phase_g, phase_a, max_distance,
     dom_pos, dom_radius, dom_pmt_start, pmt_dir, pmt_ok, detect_coef, acc_c0, acc_inv_dc, acc_table,
     gx0, gy0, inv_cell, nx, ny, cell_start, cell_doms, box_lo, box_hi,
@@ -673,10 +681,10 @@ def _track_events(
             t_em = em_time[m]
             energy = em_energy[m]
             energy_lost = em_energy_lost[m]
-            # thinning of the secondaries' light along a muon: accept ∝ 1 + ΔL/L(E(z))
+            # thinning of the secondaries' light along a muon: accept ∝ 1 + ΔL/L(E(z)) + cont(E(z))
             sec_max = 1.0
             if kind == EMITTER_MUON and secondaries:
-                sec_max = 1.0 + max(0.0, rw_lambda + rw_kappa * math.log(max(energy, MUON_MASS)))
+                sec_max = secondary_max(energy, max(energy - energy_lost, MUON_MASS), log_e0, dlog_e, rw_tab, cont_tab)
             for i_ph in range(i_first, n_ph):
                 if n_out >= cap:  # output full (a photon gives one row at most): stop here
                     at[0] = e
@@ -712,14 +720,26 @@ def _track_events(
                 if kind == EMITTER_MUON:
                     z, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
                     z *= length
+                    on_cone = True
                     if secondaries:
                         e_z = energy - energy_lost * (z / length) if length > 0.0 else energy
-                        extra = max(0.0, rw_lambda + rw_kappa * math.log(max(e_z, MUON_MASS)))
+                        rw, cr = secondary_ratios(max(e_z, MUON_MASS), log_e0, dlog_e, rw_tab, cont_tab)
                         v, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
-                        if v * sec_max > 1.0 + extra:
+                        v *= sec_max
+                        if v > 1.0 + rw + cr:
                             rejected += 1
                             continue
-                    cos_t = 1.0 / (n_phase_tab[il] + fl * (n_phase_tab[il + 1] - n_phase_tab[il]))
+                        on_cone = v <= 1.0 + rw
+                    if on_cone:
+                        cos_t = 1.0 / (n_phase_tab[il] + fl * (n_phase_tab[il + 1] - n_phase_tab[il]))
+                    else:  # continuous-loss shower light: the shower angular profile about the muon
+                        v, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+                        v *= n_inv_a - 1
+                        j = int(v)
+                        if j >= n_inv_a - 1:
+                            cos_t = ang_inv_cdf[n_inv_a - 1]
+                        else:
+                            cos_t = ang_inv_cdf[j] + (v - j) * (ang_inv_cdf[j + 1] - ang_inv_cdf[j])
                 elif kind == EMITTER_SHOWER:
                     z, s0, s1, s2, s3, spare = _gamma_r(s0, s1, s2, s3, long_shape, spare)
                     z *= long_scale

@@ -3,7 +3,7 @@
 Arrays, scalars and seeds only; see :mod:`km3sim.propagation.tables` for the table layout and
 the physics, and :mod:`km3sim.propagation.light` for the stage.
 
-Table conventions (both tables):
+Table conventions (all tables; the muon-shower table has the muon table's layout):
 
 * PMT orientation nodes: θ_a = a·π/(n_θ − 1), φ_b = b·π/(n_φ − 1) (uniform, ends included);
   the PMT axis is ``sinθ cosφ e1 + sinθ sinφ e2 + cosθ e3`` in the local frame of the PMT's
@@ -26,6 +26,7 @@ import numba as nb
 import numpy as np
 
 from km3sim.constants import C_LIGHT, MUON_MASS
+from km3sim.propagation.secondaries import secondary_ratios
 from km3sim.random import rng_new, rng_normal, rng_poisson, rng_uniform
 
 _INV_C = 1.0 / C_LIGHT
@@ -538,23 +539,31 @@ def simulate_muon_table_light(
     seeds, track_offsets, track_pos, track_dir, track_time, track_length, track_energy, track_energy_lost,
     track_id, dom_pos, dom_pmt_start, pmt_index, pmt_dir, pmt_ok,
     sin_c, tan_c, n_group, r_nodes, norm_x0, norm_inv_dx, norm_fine, r_max, r_floor,
-    n_theta, n_phi, shape, cdf, t_edges, secondaries, rw_lambda, rw_kappa, expected_only,
+    n_theta, n_phi, shape, cdf, t_edges,
+    ms_norm_x0, ms_norm_inv_dx, ms_norm_fine, ms_shape, ms_cdf,
+    secondaries, sec_log_e0, sec_dlog_e, sec_rw, sec_cont, expected_only,
 ):
-    """Photo-electrons of muon tracks from the infinite-track light table (table mode).
+    """Photo-electrons of muon tracks from the infinite-track light tables (table mode).
 
     For every DOM within ``r_max`` of the track whose Cherenkov emission point (at the DOM
     centre) lies on the track (0 ≤ z_emit ≤ length, as in direct mode and JSirene), and every
-    usable PMT of that DOM, the expected npe is::
+    usable PMT of that DOM, the expected npe is the sum of two components::
 
-        μ = N(R) · Σ_corners w_c·shape_c · (1 + ΔL/L(E(z_emit)))
+        μ = N(R)·Σ_c w_c·shape_c · (1 + ΔL/L(E))  +  N_s(R)·Σ_c w_c·shape_s,c · cont(E)
 
-    (trilinear interpolation in R, θ, φ of the table's npe of an infinite β = 1 track; N(R) the
-    smooth normalisation; ΔL/L of the secondaries, Rädel & Wiebusch arXiv:1206.5530, with
-    ``secondaries``). The number of pe is Poisson(μ) from the event's stream; each pe takes
-    a corner ∝ w_c·shape_c and a time residual from that cell's cumulative distribution and
-    arrives at t = t_track + (z_emit + R/sinθ_c · n_g)/c + t_res (direct time at the DOM centre,
-    PHYSICS.md §9.1). (The pe of a DOM are drawn as one Poisson number with mean Σ_PMT μ, shared
-    among its PMTs ∝ μ: the same distribution as independent Poisson numbers per PMT.)
+    the bare muon table (trilinear interpolation in R, θ, φ; N(R) its smooth normalisation) with
+    the Rädel–Wiebusch light of secondaries below 0.5 GeV (ΔL/L, arXiv:1206.5530), and the
+    muon-shower table (a line of EM showers with the Rädel–Wiebusch angular profile, per metre of
+    Cherenkov track length per metre; arXiv:1210.5140) times the Cherenkov track length per metre
+    of the showers of the losses inside the propagation's continuous loss
+    (:mod:`km3sim.propagation.secondaries`). Both ratios are taken at the muon energy at
+    z_emit, E(z) = E − energy_lost·z/length, from the tables ``sec_*`` (``secondary_ratios``);
+    without ``secondaries`` only the bare muon light. The number of pe is Poisson(μ) from the
+    event's stream; each pe takes a corner of either component ∝ its weight and a time residual
+    from that cell's cumulative distribution (of its component) and arrives at
+    t = t_track + (z_emit + R/sinθ_c · n_g)/c + t_res (direct time at the DOM centre,
+    PHYSICS.md §9.1). (The pe of a DOM are drawn as one Poisson number with mean Σ_PMT μ,
+    shared among its PMTs ∝ μ: the same distribution as independent Poisson numbers per PMT.)
 
     With ``expected_only`` nothing is sampled and only ``mu`` is filled.
 
@@ -579,10 +588,10 @@ def simulate_muon_table_light(
     max_pmts = 1
     for dm in range(n_doms):
         max_pmts = max(max_pmts, dom_pmt_start[dm + 1] - dom_pmt_start[dm])
-    cw = np.empty(8 * max_pmts, dtype=np.float64)
-    ci = np.empty(8 * max_pmts, dtype=np.int64)
+    # per PMT 16 corners: 8 of the muon table, then 8 of the muon-shower table
+    cw = np.empty(16 * max_pmts, dtype=np.float64)
+    ci = np.empty(16 * max_pmts, dtype=np.int64)
     pmt_mu = np.empty(max_pmts, dtype=np.float64)
-    pmt_tot = np.empty(max_pmts, dtype=np.float64)
     for e in range(n_events):
         state = rng_new(seeds[e])
         for t in range(track_offsets[e], track_offsets[e + 1]):
@@ -602,13 +611,16 @@ def simulate_muon_table_light(
                 norm = _norm(r, norm_x0, norm_inv_dx, norm_fine, r_max, r_floor, 1.0)
                 if norm <= 0.0:
                     continue
+                norm_s = 0.0
                 if secondaries:
                     e_z = track_energy[t] - track_energy_lost[t] * (z_emit / length) if length > 0.0 else track_energy[t]
                     if e_z < MUON_MASS:
                         e_z = MUON_MASS
-                    extra = rw_lambda + rw_kappa * math.log(e_z)
-                    if extra > 0.0:
-                        norm *= 1.0 + extra
+                    rw, cont = secondary_ratios(e_z, sec_log_e0, sec_dlog_e, sec_rw, sec_cont)
+                    if rw > 0.0:
+                        norm *= 1.0 + rw
+                    if cont > 0.0:
+                        norm_s = cont * _norm(r, ms_norm_x0, ms_norm_inv_dx, ms_norm_fine, r_max, r_floor, 1.0)
                 e2x = uy * e1z - uz * e1y
                 e2y = uz * e1x - ux * e1z
                 e2z = ux * e1y - uy * e1x
@@ -625,12 +637,22 @@ def simulate_muon_table_light(
                         pmt_dir[k, 0], pmt_dir[k, 1], pmt_dir[k, 2], e1x, e1y, e1z, e2x, e2y, e2z, ux, uy, uz,
                         inv_d_theta, inv_d_phi, n_theta, n_phi,
                     )
-                    tot = _muon_corners(i_r, f_r, a, fa, b, fb, n_theta, n_phi, shape, cw, ci, 8 * j)
-                    pmt_tot[j] = tot
-                    pmt_mu[j] = norm * tot
-                    mu_dom += pmt_mu[j]
+                    tot = norm * _muon_corners(i_r, f_r, a, fa, b, fb, n_theta, n_phi, shape, cw, ci, 16 * j)
+                    for c in range(16 * j, 16 * j + 8):
+                        cw[c] *= norm
+                    if norm_s > 0.0:
+                        tot += norm_s * _muon_corners(i_r, f_r, a, fa, b, fb, n_theta, n_phi, ms_shape, cw, ci,
+                                                      16 * j + 8)
+                        for c in range(16 * j + 8, 16 * j + 16):
+                            cw[c] *= norm_s
+                    else:
+                        for c in range(16 * j + 8, 16 * j + 16):
+                            cw[c] = 0.0
+                            ci[c] = 0
+                    pmt_mu[j] = tot
+                    mu_dom += tot
                     if expected_only:
-                        mu_sum[k] += pmt_mu[j]
+                        mu_sum[k] += tot
                 if expected_only or mu_dom <= 0.0:
                     continue
                 # one Poisson number for the DOM, shared by its PMTs ∝ μ (the same as a Poisson
@@ -647,10 +669,14 @@ def simulate_muon_table_light(
                 t_direct = track_time[t] + (z_emit + r / sin_c * n_group) * _INV_C
                 for _ in range(n_pe):
                     j = _pick(pmt_mu, 0, n_k, rng_uniform(state) * mu_dom)
-                    c = _pick(cw, 8 * j, 8, rng_uniform(state) * pmt_tot[j])
+                    c = _pick(cw, 16 * j, 16 if norm_s > 0.0 else 8, rng_uniform(state) * pmt_mu[j])
+                    if c < 16 * j + 8:
+                        t_res = _sample_cdf(state, cdf, ci[c], t_edges)
+                    else:
+                        t_res = _sample_cdf(state, ms_cdf, ci[c], t_edges)
                     out_event[n_out] = e
                     out_pmt[n_out] = pmt_index[k0 + j]
-                    out_time[n_out] = t_direct + _sample_cdf(state, cdf, ci[c], t_edges)
+                    out_time[n_out] = t_direct + t_res
                     out_origin[n_out] = track_id[t]
                     n_out += 1
     return out_event[:n_out].copy(), out_pmt[:n_out].copy(), out_time[:n_out].copy(), out_origin[:n_out].copy(), mu_sum

@@ -12,7 +12,9 @@ longitudinal bins with its angular profile) and samples them; ``photons`` tracks
 with scattering (:mod:`km3sim.propagation.photons`, §6.2–6.3); ``tables`` draws the
 photo-electrons of direct and scattered light from light tables built with the photon tracker
 (:mod:`km3sim.propagation.tables`, the JSirene approach of KM3NeT). In direct mode the
-secondaries' light of a muon is emitted on the muon's Cherenkov cone and nothing is scattered.
+light of a muon's secondaries below 0.5 GeV is emitted on its Cherenkov cone, that of the
+showers of its continuous losses above 0.5 GeV (:mod:`km3sim.propagation.secondaries`) with
+the shower angular profile along the track, and nothing is scattered.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ from km3sim.propagation import showers as sh
 from km3sim.propagation._light_kernels import (
     expected_direct_npe,
     expected_shower_npe,
+    simulate_continuous_light,
     simulate_direct_light,
     simulate_shower_light,
 )
 from km3sim.propagation._table_kernels import simulate_muon_table_light, simulate_shower_table_light
+from km3sim.propagation.secondaries import angular_theta_tables, secondary_light
 from km3sim.propagation.water import water_for_site
 from km3sim.errors import StageError
 from km3sim.stage import Site, Stage, StageConfig, StageContext, register_stage
@@ -166,13 +170,29 @@ class DirectLightConfig(StageConfig):
     wavelength_min_nm: float = Field(300.0, gt=0.0, description="lower end of the wavelength integral [nm]")
     wavelength_max_nm: float = Field(700.0, gt=0.0, description="upper end of the wavelength integral [nm]")
     absorption_scale: float = Field(1.0, gt=0.0, description="factor on the Jpp absorption lengths")
-    secondaries: bool = Field(True, description="add the Rädel–Wiebusch light of secondaries (ΔL/L)")
+    secondaries: bool = Field(
+        True,
+        description="light of a muon's secondaries that are not shower rows: the Rädel–Wiebusch ΔL/L (below "
+        "0.5 GeV) and the showers of the losses muon_propagation kept continuous (0.5 GeV to max(v_cut·E, e_cut))",
+    )
+    muon_v_cut: float = Field(
+        0.05, ge=0.0, le=1.0,
+        description="v_cut of the muon_propagation that made the muons (filled from it in a production): its "
+        "losses below max(v_cut·E, e_cut) get light as continuous showers; 1: propagation without stochastic "
+        "losses; 0 (with muon_e_cut_gev 0): every loss above 0.5 GeV is a shower row",
+    )
+    muon_e_cut_gev: float = Field(
+        1.0, ge=0.0,
+        description="e_cut_gev of the muon_propagation that made the muons (filled from it in a production): "
+        "the smallest loss stored as a shower row [GeV]",
+    )
     showers: bool = Field(True, description="light of shower rows of mc_tracks (e±, γ, π⁰, hadrons)")
     shower_fluctuations: bool = Field(True, description="draw each shower's light yield from its Rädel–Wiebusch spread")
     shower_bins: int = Field(20, ge=1, le=100, description="longitudinal bins of equal light of a shower (direct mode)")
     shower_npe_cut: float = Field(
         1e-4, gt=0.0, le=1e-2,
-        description="direct and tables mode: skip PMTs that a shower can give at most this many expected pe (speed; the light dropped per PMT is below it)",
+        description="direct and tables mode: skip PMTs that a shower, or a muon's continuous-loss showers (direct "
+        "mode), can give at most this many expected pe (speed; the light dropped per PMT is below it)",
     )
     scattering: bool = Field(True, description="scatter photons (photons mode)")
     scattering_scale: float = Field(1.0, gt=0.0, description="factor on the Kopelevich scattering lengths (photons mode)")
@@ -255,10 +275,24 @@ class DirectLight(Stage):
     arrival time t = time + z_emit/c + d_γ·n_g/c of §9.1 (no PMT t0: that is a calibration
     offset), with ``origin`` = track_id.
 
-    Secondaries (δ-rays, pair production, bremsstrahlung below 500 MeV) add
-    ΔL/L = λ + κ ln(E/GeV) (Rädel & Wiebusch, arXiv:1206.5530), with E the muon energy at the
-    emission point (energy loss spread uniformly along the track). Their light is put on the
-    muon's Cherenkov cone. Stochastic losses above that appear as shower rows.
+    Secondaries (``secondaries``, :mod:`km3sim.propagation.secondaries`), with E the muon
+    energy at the emission point (energy loss spread uniformly along the track):
+
+    * below 500 MeV (δ-rays, pair production, bremsstrahlung) the Rädel–Wiebusch factor
+      ΔL/L = λ + κ ln(E/GeV) (arXiv:1206.5530), on the muon's Cherenkov cone;
+    * the losses between 500 MeV and max(v_cut·E, e_cut) that ``muon_propagation`` kept
+      continuous (``muon_v_cut``, ``muon_e_cut_gev``; in a production taken from it) as EM
+      (and photonuclear: hadronic) showers with the mean light cont(E) per metre from the
+      propagation's cross sections (~1x the bare muon light at 1 TeV, ~9x at 10 TeV), emitted
+      along the track with the shower angular profile about the muon direction: per PMT a
+      line of point emitters integrated over the emission angle
+      (:func:`~km3sim.propagation._light_kernels.continuous_shower_npe`, geometry at the DOM
+      centre, DOMs whose PMTs can get more than ``shower_npe_cut`` only), Poisson pe at an
+      emission point drawn from the integrand, t = t_track + z/c + r·n_g/c, on a random
+      stream of their own
+      (:func:`~km3sim.propagation._light_kernels.simulate_continuous_light`).
+
+    Losses above max(v_cut·E, e_cut) are shower rows (below).
 
     **Showers, direct mode.** Rows with pdgid ±11, 22, 111 (EM) or other hadrons (hadronic,
     e.g. the pdgid 211 "hadronic system" of a neutrino interaction or the showers of a muon's
@@ -272,7 +306,9 @@ class DirectLight(Stage):
     **Photons mode** (``mode: photons``): all emitters are simulated by the photon tracker
     (:class:`~km3sim.propagation.photons.PhotonTracker`) with absorption, Kopelevich scattering
     (``scattering``) and the p0.0075 phase function; the arrival time is that at the DOM sphere.
-    Without scattering its mean npe agrees with direct mode (tests/propagation/test_photons.py).
+    A muon's continuous-loss shower photons are emitted along it with the shower angular
+    profile. Without scattering its mean npe agrees with direct mode
+    (tests/propagation/test_photons.py, test_secondaries.py).
 
     **Tables mode** (``mode: tables``): the JSirene approach. Light tables built with the photon
     tracker in the same water (:mod:`km3sim.propagation.tables`; ``tables``: a file or 'auto',
@@ -310,6 +346,11 @@ class DirectLight(Stage):
         self.sin_c = math.sqrt(1.0 - self.cos_c**2)
         self.tan_c = self.sin_c / self.cos_c
         self.rw_lambda, self.rw_kappa = radel_wiebusch_coefficients(self.n_phase)
+        #: ΔL/L and continuous-loss shower light of muons (:func:`~km3sim.propagation.secondaries.secondary_light`)
+        self.secondary_light = secondary_light(self.n_phase, cfg.muon_v_cut, cfg.muon_e_cut_gev,
+                                               self.site.water_density_g_cm3)
+        self._theta_tables = angular_theta_tables(self.n_phase)
+        self._cont_envelope = None
         d_max = max(cfg.max_distance_m, 1.0) * 1.001
         n_grid = max(_YIELD_GRID_MIN_POINTS, int(math.ceil(d_max / _YIELD_GRID_STEP_M)) + 1)
         self._d_grid = np.linspace(0.0, d_max, n_grid)
@@ -401,8 +442,48 @@ class DirectLight(Stage):
         return (
             self.sin_c, self.tan_c, MIN_CLOSEST_APPROACH_M, cfg.max_distance_m, PHOTOCATHODE_AREA_M2,
             0.0, float(self._d_grid[1]), self._yield_table, self._acc_c0, _ACCEPTANCE_STEP, self._acc_table,
-            bool(cfg.secondaries), self.rw_lambda, self.rw_kappa,
+            bool(cfg.secondaries), *self.secondary_light.args(), *self._theta_tables.args(),
         )
+
+    def continuous_reach(self, energy, energy_lost=0.0) -> np.ndarray:
+        """Distance [m] from a muon's line beyond which its continuous-loss showers give every
+        PMT less than ``shower_npe_cut`` expected pe (direct mode).
+
+        Bound of :func:`~km3sim.propagation._light_kernels.continuous_shower_npe` at distance
+        ρ: acceptance ≤ max A, Y(r) ≤ Y(ρ), cont(E) ≤ its maximum over the muon's energies
+        (E − ΔE … E) and the angular integral ≤ F(π): ``A_pmt·max A·Y(ρ)·F(π)·cont_max/(2πρ)``,
+        made non-increasing in ρ; the reach is where it falls below the cut (0 without
+        continuous light, at most ``max_distance_m``).
+        """
+        if self._cont_envelope is None:
+            r = np.maximum(self._d_grid, MIN_CLOSEST_APPROACH_M)
+            bound = (PHOTOCATHODE_AREA_M2 * float(np.max(self._acc_table)) * self._yield_table
+                     * self._theta_tables.f_total / (2.0 * np.pi * r))
+            self._cont_envelope = np.maximum.accumulate(bound[::-1])[::-1]
+        cmax = self.continuous_max(energy, energy_lost)
+        env = self._cont_envelope
+        idx = np.searchsorted(-env, -self.config.shower_npe_cut / np.maximum(cmax, 1e-300), side="right")
+        out = np.where(idx < len(env), self._d_grid[np.minimum(idx, len(env) - 1)], self.config.max_distance_m)
+        out = np.where(cmax > 0.0, np.minimum(out, self.config.max_distance_m), 0.0)
+        return np.ascontiguousarray(out, dtype=np.float64)
+
+    def continuous_max(self, energy, energy_lost=0.0) -> np.ndarray:
+        """Maximum of the continuous-shower ratio cont(E) over muon energies E − ΔE … E."""
+        e_hi = np.atleast_1d(np.asarray(energy, dtype=np.float64))
+        e_lo = np.maximum(e_hi - np.asarray(energy_lost, dtype=np.float64), 0.0)
+        sl = self.secondary_light
+        grid = sl.log_e0 + sl.dlog_e * np.arange(len(sl.cont_ratio))
+        c_hi = sl.ratios(e_hi)[1]
+        c_lo = sl.ratios(np.maximum(e_lo, 1e-30))[1]
+        # the table nodes between the two energies (cont is piecewise linear in log E)
+        lo = np.log10(np.maximum(e_lo, 1e-30))
+        hi = np.log10(np.maximum(e_hi, 1e-30))
+        inside = (grid[None, :] >= lo[:, None]) & (grid[None, :] <= hi[:, None]) if len(e_hi) < 4096 else None
+        if inside is not None:
+            c_mid = np.max(np.where(inside, sl.cont_ratio[None, :], 0.0), axis=1)
+        else:
+            c_mid = np.array([np.max(sl.cont_ratio[(grid >= a) & (grid <= b)], initial=0.0) for a, b in zip(lo, hi)])
+        return np.ascontiguousarray(np.maximum(np.maximum(c_hi, c_lo), c_mid), dtype=np.float64)
 
     def _shower_params(self):
         return (
@@ -411,8 +492,16 @@ class DirectLight(Stage):
             -1.0, self._ang_dc, self._ang_pdf,
         )
 
-    def expected_npe(self, pos, direction, energy, length, pmt_pos, pmt_dir, energy_lost=0.0):
-        """Expected photo-electrons of one track at the given PMTs (no sampling).
+    def expected_npe(self, pos, direction, energy, length, pmt_pos, pmt_dir, energy_lost=0.0, continuous=False):
+        """Expected photo-electrons of one muon track at the given PMTs (direct mode, no sampling).
+
+        The light on the Cherenkov cone (bare muon × (1 + ΔL/L)) and, with ``continuous``
+        (and ``secondaries``), that of the showers of its continuous losses (emitted along the
+        track with the shower angular profile, at other times than the cone light; computed
+        at the PMT positions without the ``shower_npe_cut`` reach): the stage's full muon light
+        needs ``continuous=True``. The default (cone light only) keeps the meaning this
+        method had before the continuous-loss light existed, for callers that put every pe at
+        the Cherenkov time.
 
         Parameters
         ----------
@@ -426,16 +515,15 @@ class DirectLight(Stage):
         Returns
         -------
         mu, z_emit, d_gamma : ndarray (n,)
-            Expected pe, emission point along the track [m] and photon path [m] (NaN where
-            the PMT is beyond ``max_distance_m`` of the track line).
+            Expected pe, emission point on the Cherenkov cone along the track [m] and its photon
+            path [m] (NaN where the PMT is beyond ``max_distance_m``·sinθ_c of the track line).
         """
-        (sin_c, tan_c, d_floor, max_d, area, d0, dd, ytab, c0, dc, atab, sec, rwl, rwk) = self._kernel_params()
         return expected_direct_npe(
             np.asarray(pos, dtype=np.float64), np.asarray(direction, dtype=np.float64),
             float(energy), float(energy_lost), float(length),
             np.ascontiguousarray(np.atleast_2d(pmt_pos), dtype=np.float64),
             np.ascontiguousarray(np.atleast_2d(pmt_dir), dtype=np.float64),
-            sin_c, tan_c, d_floor, max_d, area, d0, dd, ytab, c0, dc, atab, sec, rwl, rwk,
+            *self._kernel_params(), bool(continuous),
         )
 
     def expected_shower_npe(self, pos, direction, energy, pdgid, pmt_pos, pmt_dir):
@@ -491,6 +579,32 @@ class DirectLight(Stage):
         self._dom_cache = (detector, *out)
         return out
 
+    def _dom_acceptance_bound(self, detector) -> float:
+        """Upper bound of Σ_k A(w·a_k) over the PMTs of any DOM of ``detector`` and any photon
+        direction w (for the thinning in
+        :func:`~km3sim.propagation._light_kernels.simulate_continuous_light`, which checks it):
+        the maximum over 2000 directions of every DOM (at most 400 DOMs, evenly picked; DOMs
+        of one PMT layout up to a rotation share it) times 1.25 for the gaps between them."""
+        if getattr(self, "_acc_bound_cache", None) is not None and self._acc_bound_cache[0] is detector:
+            return self._acc_bound_cache[1]
+        _, start, _, pmt_dir, _ = self._doms(detector)
+        n = 2000
+        i = np.arange(n) + 0.5
+        cz = 1.0 - 2.0 * i / n
+        phi = np.pi * (1.0 + 5.0**0.5) * i
+        sz = np.sqrt(1.0 - cz * cz)
+        w = np.column_stack([sz * np.cos(phi), sz * np.sin(phi), cz])
+        acc_c = np.linspace(self._acc_c0, 1.0, len(self._acc_table))
+        worst = 0.0
+        n_doms = len(start) - 1
+        for d in np.unique(np.linspace(0, n_doms - 1, min(n_doms, 400)).astype(int)):
+            dirs = pmt_dir[start[d]:start[d + 1]]
+            if len(dirs):
+                worst = max(worst, float(np.interp(w @ dirs.T, acc_c, self._acc_table).sum(axis=1).max()))
+        bound = 1.25 * worst
+        self._acc_bound_cache = (detector, bound)
+        return bound
+
     def tracker(self, detector):
         """The :class:`~km3sim.propagation.photons.PhotonTracker` of photons mode for ``detector`` (cached)."""
         if self._tracker_cache is not None and self._tracker_cache[0] is detector:
@@ -502,6 +616,8 @@ class DirectLight(Stage):
             detector, self.water, dom_radius_m=cfg.dom_radius_m, wavelength_min_nm=cfg.wavelength_min_nm,
             wavelength_max_nm=cfg.wavelength_max_nm, max_distance_m=cfg.max_distance_m, scattering=cfg.scattering,
             secondaries=cfg.secondaries, grid_cell_m=cfg.grid_cell_m, reference_wavelength_nm=REFERENCE_WAVELENGTH_NM,
+            muon_v_cut=cfg.muon_v_cut, muon_e_cut_gev=cfg.muon_e_cut_gev,
+            water_density_g_cm3=self.site.water_density_g_cm3,
         )
         self._tracker_cache = (detector, tracker)
         return tracker
@@ -552,17 +668,28 @@ class DirectLight(Stage):
         track_dir = np.column_stack([muons["dir_x"], muons["dir_y"], muons["dir_z"]]).astype(np.float64)
         track_dir /= np.linalg.norm(track_dir, axis=1)[:, None]
         track_dir = np.ascontiguousarray(track_dir)
-        (sin_c, tan_c, d_floor, max_d, area, d0, dd, ytab, c0, dc, atab, sec, rwl, rwk) = self._kernel_params()
+        (sin_c, tan_c, d_floor, max_d, area, d0, dd, ytab, c0, dc, atab, sec, *sec_tabs) = self._kernel_params()
+        sec_tabs, theta_tabs = sec_tabs[:4], sec_tabs[4:]
+        time0 = np.ascontiguousarray(muons["time"], dtype=np.float64)
+        length = np.ascontiguousarray(muons["length"], dtype=np.float64)
+        energy = np.ascontiguousarray(muons["energy"], dtype=np.float64)
+        lost = np.ascontiguousarray(muons["energy_lost_in_can"], dtype=np.float64)
+        tid = np.ascontiguousarray(muons["track_id"], dtype=np.int64)
         ev_idx, pmt_idx, time, origin = simulate_direct_light(
-            seeds, offsets, track_pos, track_dir,
-            np.ascontiguousarray(muons["time"], dtype=np.float64),
-            np.ascontiguousarray(muons["length"], dtype=np.float64),
-            np.ascontiguousarray(muons["energy"], dtype=np.float64),
-            np.ascontiguousarray(muons["energy_lost_in_can"], dtype=np.float64),
-            np.ascontiguousarray(muons["track_id"], dtype=np.int64),
+            seeds, offsets, track_pos, track_dir, time0, length, energy, lost, tid,
             pmt_index, pmt_pos, pmt_dir,
-            sin_c, tan_c, self.n_group, d_floor, max_d, area, d0, dd, ytab, c0, dc, atab, sec, rwl, rwk,
+            sin_c, tan_c, self.n_group, d_floor, max_d, area, d0, dd, ytab, c0, dc, atab, sec, *sec_tabs,
         )
+        reach = self.continuous_reach(energy, lost) if sec else np.zeros(len(muons))
+        if np.any(reach > 0.0):
+            dom_pos, start, dom_pmt_index, dom_pmt_dir, pmt_ok = self._doms(detector)
+            ce, cp, ct, co = simulate_continuous_light(
+                seeds, offsets, track_pos, track_dir, time0, length, energy, lost, tid, reach,
+                self.continuous_max(energy, lost), dom_pos, start, dom_pmt_index, dom_pmt_dir, pmt_ok, self._dom_acceptance_bound(detector),
+                self.n_group, d_floor, max_d, area, d0, dd, ytab, c0, dc, atab, *sec_tabs, *theta_tabs,
+            )
+            ev_idx, pmt_idx, time, origin = (np.concatenate(x) for x in ((ev_idx, ce), (pmt_idx, cp), (time, ct),
+                                                                          (origin, co)))
         return event_ids[ev_idx], pmt_idx, time, origin
 
     def shower_reach(self, track_length) -> np.ndarray:
@@ -635,6 +762,7 @@ class DirectLight(Stage):
         dirs = np.ascontiguousarray(dirs / np.linalg.norm(dirs, axis=1)[:, None])
         t = self.light_tables
         m = t.muon
+        ms = t.muon_showers
         from km3sim.propagation.tables import MUON_R_FLOOR_M
 
         ev_idx, pmt_idx, time, origin, mu = simulate_muon_table_light(
@@ -647,7 +775,8 @@ class DirectLight(Stage):
             dom_pos, start, pmt_index, pmt_dir, pmt_ok,
             t.sin_c, t.tan_c, t.n_group, m.nodes, m.norm_x0, m.norm_inv_dx, m.norm_fine, m.x_max, MUON_R_FLOOR_M,
             t.n_theta, t.n_phi, m.shape, m.cdf, t.t_edges,
-            bool(self.config.secondaries), self.rw_lambda, self.rw_kappa, bool(expected_only),
+            ms.norm_x0, ms.norm_inv_dx, ms.norm_fine, ms.shape, ms.cdf,
+            bool(self.config.secondaries), *self.secondary_light.args(), bool(expected_only),
         )
         return event_ids[ev_idx], pmt_idx, time, origin, mu
 

@@ -261,7 +261,16 @@ class PhotonTracker:
     scattering, absorption : bool
         Switch scattering / absorption on or off.
     secondaries : bool
-        Rädel–Wiebusch extra light ΔL/L of muons (PHYSICS.md §5.3).
+        Light of a muon's secondaries that are not shower rows (PHYSICS.md §5.3,
+        :mod:`km3sim.propagation.secondaries`): the Rädel–Wiebusch ΔL/L (on the Cherenkov
+        cone) and the showers of the losses the propagation kept continuous (EM angular
+        profile about the muon direction).
+    muon_v_cut, muon_e_cut_gev : float
+        The cuts of the ``muon_propagation`` that made the muons (its losses between 0.5 GeV
+        and max(v_cut·E, e_cut) are continuous; see
+        :func:`~km3sim.propagation.secondaries.secondary_light`).
+    water_density_g_cm3 : float
+        Sea-water density for those losses.
     grid_cell_m : float, optional
         Cell size of the DOM column grid [m] (default: half the DU spacing, 1–20 m).
     pmt_area_m2 : float
@@ -293,8 +302,12 @@ class PhotonTracker:
         pmt_area_m2: float = PHOTOCATHODE_AREA_M2,
         reference_wavelength_nm: float = 470.0,
         check_detection_probability: bool = True,
+        muon_v_cut: float = 0.05,
+        muon_e_cut_gev: float = 1.0,
+        water_density_g_cm3: float = 1.038,
     ):
         from km3sim.propagation.light import frank_tamm_yield, radel_wiebusch_coefficients
+        from km3sim.propagation.secondaries import secondary_light
 
         if not wavelength_max_nm > wavelength_min_nm:
             raise ValueError(f"wavelength_max_nm ({wavelength_max_nm}) must exceed wavelength_min_nm ({wavelength_min_nm})")
@@ -337,6 +350,9 @@ class PhotonTracker:
         self.n_reference = float(water.refractive_index_phase(reference_wavelength_nm))
         _, self._ang_inv_cdf = sh.angular_profile_tables(self.n_reference, n_inverse=_N_INVERSE)
         self.rw_lambda, self.rw_kappa = radel_wiebusch_coefficients(self.n_reference)
+        #: ΔL/L and continuous-loss shower light of muons (tables on a log E grid)
+        self.secondary_light = secondary_light(self.n_reference, float(muon_v_cut), float(muon_e_cut_gev),
+                                               float(water_density_g_cm3))
         # PMT angular acceptance on a uniform cosine grid (reproduces the piecewise-linear table)
         acc_grid = np.linspace(-1.0, 1.0, int(round(2.0 / _ACCEPTANCE_STEP)) + 1)
         self._acc_table = np.ascontiguousarray(np.interp(acc_grid, ACCEPTANCE_TABLE_COS, ACCEPTANCE_TABLE, left=1.0, right=0.0))
@@ -384,14 +400,28 @@ class PhotonTracker:
         return out if out.ndim else float(out)
 
     # ------------------------------------------------------------------ emitters
-    def muon_photons(self, length, energy):
-        """Mean QE-weighted photons of muon segments, including ΔL/L at the start energy when enabled."""
+    def muon_photons(self, length, energy, energy_lost=0.0):
+        """Mean photons to emit for muon segments (the ``mean_photons`` of their emitters).
+
+        With ``secondaries`` the kernel thins them to the light 1 + ΔL/L(E(z)) + cont(E(z))
+        at each point (E(z) = E − ΔE·z/L), so they are the bare muon's photons times the
+        largest factor along the segment
+        (:func:`~km3sim.propagation.secondaries.secondary_max`); the emitted mean is
+        length × photons_per_metre × the mean factor along the segment.
+        """
+        from km3sim.propagation.secondaries import secondary_max_many
+
         length = np.asarray(length, dtype=np.float64)
         mean = length * self.photons_per_metre
         if self.secondaries:
-            extra = self.rw_lambda + self.rw_kappa * np.log(np.maximum(np.asarray(energy, dtype=np.float64), 0.1056583755))
-            mean = mean * (1.0 + np.clip(extra, 0.0, None))
-        return mean
+            e = np.asarray(energy, dtype=np.float64)
+            shape = np.broadcast(length, e, np.asarray(energy_lost)).shape
+            e = np.broadcast_to(e, shape).reshape(-1)
+            lost = np.broadcast_to(np.asarray(energy_lost, dtype=np.float64), shape).reshape(-1)
+            f = secondary_max_many(np.ascontiguousarray(e), np.ascontiguousarray(np.maximum(e - lost, 0.1056583755)),
+                                   *self.secondary_light.args())
+            mean = mean * f.reshape(shape)
+        return mean if np.ndim(mean) else float(mean)
 
     def emitters_from_tracks(self, tracks, event_ids: np.ndarray, *, showers: bool = True,
                              fluctuations: bool = True) -> Emitters:
@@ -423,7 +453,7 @@ class PhotonTracker:
         mu = is_mu[rows]
         k = np.where(mu, 0, kind[rows]).astype(np.int64)
         e_vis = sh.visible_energy(pdg[rows], energy)
-        mean = np.where(mu, self.muon_photons(length, energy), 0.0)
+        mean = np.where(mu, self.muon_photons(length, energy, np.where(mu, lost, 0.0)), 0.0)
         rel = np.zeros(n)
         shape = np.ones(n)
         scale = np.zeros(n)
@@ -492,7 +522,7 @@ class PhotonTracker:
             np.ascontiguousarray(emitters.long_scale, dtype=np.float64), bool(exact_count),
             self._lam0, self._inv_dlam, self._inv_cdf_lambda, self._n_phase, self._n_group, self._inv_labs,
             self._inv_lscat, self._ang_inv_cdf,
-            self.secondaries, self.rw_lambda, self.rw_kappa,
+            self.secondaries, *self.secondary_light.args(),
             self.absorption, self.scattering, PHASE_RAYLEIGH_FRACTION, PHASE_HG_G, PHASE_RAYLEIGH_A, self.max_distance_m,
             self.dom_pos, self.dom_radius_m, self.dom_pmt_start, self.pmt_dir, self.pmt_ok, self.detect_coef,
             -1.0, 1.0 / _ACCEPTANCE_STEP, self._acc_table,

@@ -18,6 +18,16 @@ track, φ = π: facing it), and the cumulative distribution of the time residual
 t − t_direct, with t_direct the Cherenkov arrival time at the DOM centre at the reference
 wavelength (PHYSICS.md §9.1).
 
+**Muon showers** (the light of the EM showers of a muon's losses that are part of its
+continuous loss, :mod:`km3sim.propagation.secondaries`): an infinite line of point-like EM showers
+along the track, per metre of their Cherenkov track length per metre of muon, every photon
+emitted with the Rädel–Wiebusch EM angular profile about the track (PHYSICS.md §5.4; no
+longitudinal extent: the showers are small and the line is uniform), same (R, θ, φ, time
+residual) binning and t_direct as the muon table. At lookup a muon of energy E gives
+``muon·(1 + ΔL/L(E)) + muon_showers·cont(E)`` (ΔL/L and cont from
+:func:`~km3sim.propagation.secondaries.secondary_light`), the scheme of JSirene, whose muon
+light has a bare-muon and an EM-shower ("b·E") part with their own PDFs.
+
 **Shower** (a point-like EM shower, per GeV of electron-equivalent energy, i.e. per
 l_e(1 GeV) = 5.32 m of Cherenkov track length with the Rädel–Wiebusch angular profile,
 PHYSICS.md §5.4): expected npe of a PMT at distance D of its DOM centre from the shower point,
@@ -37,8 +47,9 @@ The orientation dimensions cost no photons: the tracker is given DOMs with an is
 of 48 "fake" PMTs that detect almost every photon entering the DOM (with a probability P(w)
 known for every direction w), and each detected photon adds coef·A(w·a)/P(w) to every
 orientation node a (A = angular acceptance, coef = A_pmt/(πR_DOM²): the tracker's own detection
-model), averaged with its mirror image. Symmetries give the position dimensions. Muon: one long
-track segment (along x: the tracker bins DOMs in vertical columns) with DOMs at the R nodes over
+model), averaged with its mirror image. Symmetries give the position dimensions. Muon (and
+muon showers, in the same DOM layout with their own photons: a line of point showers at
+stratified random positions): one long track segment (along x: the tracker bins DOMs in vertical columns) with DOMs at the R nodes over
 its middle 600 m, where every DOM sees the whole infinite-track light (the segment extends the
 maximum photon distance beyond them). Shower: a point shower with DOMs on spheres of radius D
 at the cosθ_d nodes (several DOMs of a node on rings spread symmetrically about it in y).
@@ -55,7 +66,11 @@ stored (``n_eff``: relative statistical error ≈ 1/√n_eff). Sums are fixed-po
 table does not depend on the number of worker processes.
 
 Accuracy, mean npe against the tracker (tests/propagation/test_tables.py with the coarse table,
-and a medium table with 10⁷–10⁸ tracker photons): muons at 5–150 m within 3 %; EM showers at
+and a medium table with 10⁷–10⁸ tracker photons): muons at 5–150 m within 3 % (bare muons);
+muons of 1 and 10 TeV with their secondaries' light (ΔL/L and continuous-loss showers, 42 % and
+87 % of the light) against photons mode within 2.5 % at 5–100 m and 0.945 ± 0.03 at 150 m;
+the muon-shower table alone against a line of the tracker's point showers within 5 % ± 3 % at
+5–50 m (coarse), time residuals compatible (KS); EM showers at
 10–150 m from their light centroid within 5 %, at 5 m within 7 % (the shower's length matters
 there; the earliest 5 % of the arrival times near a TeV shower come 2–3 ns too late). Not meant
 for PMTs closer than 2 m to a shower point or 1 m to a track (extrapolated ∝ 1/D², 1/R from the
@@ -114,7 +129,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TABLE_FORMAT = "km3sim-light-tables"
-TABLE_FORMAT_VERSION = 1
+#: 2: the muon-shower table (group ``muon_showers``) was added.
+TABLE_FORMAT_VERSION = 2
 QUALITIES = ("coarse", "medium", "full")
 
 #: Reference wavelength of the Cherenkov angle and group index of t_direct [nm] (as direct_light).
@@ -262,7 +278,7 @@ def binning_for(quality: str, max_distance_m: float = 300.0, refractive_index: f
 
 
 def default_photons(quality: str) -> tuple[int, int]:
-    """Photons tracked for the (muon, shower) table of a quality."""
+    """Photons tracked for the (muon, shower) table of a quality (the muon-shower table: as the muon table)."""
     if quality not in _QUALITY:
         raise LightTableError(f"unknown table quality {quality!r}; choose one of {QUALITIES}")
     return int(_QUALITY[quality][7]), int(_QUALITY[quality][8])
@@ -380,7 +396,7 @@ def _fake_pmt_coef(dirs: np.ndarray, dom_radius: float) -> tuple[float, float]:
 class _Pass:
     """DOM layout and settings of one tracker run of the builder."""
 
-    table: str  # "muon" | "shower"
+    table: str  # "muon" | "muon_showers" | "shower"
     name: str
     boost: float  # absorption lengths × boost in the tracker, hits reweighted
     n_photons: int
@@ -567,6 +583,35 @@ def _shower_passes(binning: TableBinning, water: WaterOptics, n_photons: int, do
 
 
 # ----------------------------------------------------------------------------------- running
+#: Photons per point shower of the builder's line of showers (muon-shower table).
+LINE_PHOTONS_PER_POINT = 8
+
+
+def _shower_line_emitters(n_photons: int, length: float, seed: int):
+    """A line of point-like EM showers along x on [0, length] emitting ``n_photons`` in all
+    (:data:`LINE_PHOTONS_PER_POINT` each), at stratified random positions (one per sub-segment
+    of equal length), each at the time a β = 1 muon passes it: the light of a uniform line
+    source with the showers' angular profile about the line (the tracker's point showers,
+    ``long_scale`` 0). One event (exact photon counts)."""
+    from km3sim.propagation.photons import EMITTER_SHOWER, Emitters
+
+    k = max(1, n_photons // LINE_PHOTONS_PER_POINT)
+    counts = np.full(k, n_photons // k, dtype=np.float64)
+    counts[: n_photons - int(counts.sum())] += 1.0
+    rng = np.random.default_rng([int(seed) & 0x7FFFFFFFFFFFFFFF, 7])
+    z = (np.arange(k) + rng.random(k)) * (length / k)
+    pos = np.zeros((k, 3))
+    pos[:, 0] = z
+    dirs = np.zeros((k, 3))
+    dirs[:, 0] = 1.0
+    zeros = np.zeros(k)
+    return Emitters(
+        event_offsets=np.array([0, k], dtype=np.int64), kind=np.full(k, EMITTER_SHOWER, dtype=np.int64),
+        pos=pos, dir=dirs, time=z / 0.299792458, length=zeros, energy=zeros, energy_lost=zeros, mean_photons=counts,
+        rel_sigma=zeros, long_shape=np.ones(k), long_scale=zeros, origin=np.zeros(k, dtype=np.int64),
+    )
+
+
 def _run_batches(args, progress=None) -> tuple:
     """Worker: track the photons of some batches of one pass and histogram them
     (``progress(n)`` after each batch of n photons, in this process)."""
@@ -596,6 +641,8 @@ def _run_batches(args, progress=None) -> tuple:
         if p.emitter["kind"] == "muon":
             em = PhotonTracker.single_emitter(EMITTER_MUON, [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], n_ph,
                                               length=p.emitter["length"])
+        elif p.emitter["kind"] == "shower_line":
+            em = _shower_line_emitters(n_ph, p.emitter["length"], seeds[b])
         else:
             em = PhotonTracker.single_emitter(EMITTER_SHOWER, [0.0, 0.0, 0.0], [0.0, 0.0, 1.0], n_ph,
                                               long_shape=1.0, long_scale=0.0)
@@ -683,7 +730,9 @@ def build_light_tables(
         if n_photons < 1000:
             raise LightTableError(f"n_photons must be at least 1000, got {n_photons}")
         n_mu = n_sh = int(n_photons)
+    n_ms = n_mu  # muon-shower table: as many photons as the muon table
     build = {"quality": quality, "binning": binning.to_dict(), "n_photons_muon": n_mu, "n_photons_shower": n_sh,
+             "n_photons_muon_showers": n_ms, "line_photons_per_point": LINE_PHOTONS_PER_POINT,
              "seed": int(seed), "batch_photons": BATCH_PHOTONS, "n_fake_pmts": N_FAKE_PMTS,
              "pass_coverage": PASS_COVERAGE}
     if output is None:
@@ -692,14 +741,21 @@ def build_light_tables(
     wl = (wavelength_min_nm, wavelength_max_nm)
     passes = _muon_passes(binning, water, n_mu, max_distance_m, dom_radius_m, wl, sin_c, tan_c, n_group, seed)
     offset = max(p.batch_offset + 1 + p.n_photons // BATCH_PHOTONS for p in passes)
+    # muon showers: the muon passes' DOM layouts, a line of showers instead of the muon, own photons
+    for p in list(passes):
+        n_ph = int(round(p.n_photons * n_ms / n_mu))
+        passes.append(dataclasses.replace(p, table="muon_showers", n_photons=n_ph, batch_offset=offset,
+                                          emitter={"kind": "shower_line", "length": p.emitter["length"]}))
+        offset += 1 + n_ph // BATCH_PHOTONS
     passes += _shower_passes(binning, water, n_sh, dom_radius_m, wl, n_group, seed, offset)
     n_t = len(binning.t_edges) - 1
-    n_cells = {"muon": len(binning.muon_r), "shower": len(binning.shower_d) * len(binning.shower_cd)}
+    n_cells = {"muon": len(binning.muon_r), "muon_showers": len(binning.muon_r),
+               "shower": len(binning.shower_d) * len(binning.shower_cd)}
     hist = {k: np.zeros((n, binning.n_theta, binning.n_phi, n_t), dtype=np.int64) for k, n in n_cells.items()}
     n_hits = {k: np.zeros(n, dtype=np.int64) for k, n in n_cells.items()}
     sum_w = {k: np.zeros(n, dtype=np.int64) for k, n in n_cells.items()}
     sum_w2 = {k: np.zeros(n, dtype=np.int64) for k, n in n_cells.items()}
-    n_emit = {"muon": 0, "shower": 0}
+    n_emit = {k: 0 for k in n_cells}
     tracker_kw = dict(dom_radius_m=dom_radius_m, wavelength_min_nm=wavelength_min_nm,
                       wavelength_max_nm=wavelength_max_nm, max_distance_m=max_distance_m, scattering=scattering,
                       grid_cell_m=5.0, reference_wavelength_nm=REFERENCE_WAVELENGTH_NM)
@@ -758,24 +814,31 @@ def build_light_tables(
                           **{k: v for k, v in tracker_kw.items() if k != "grid_cell_m"})
     per_metre = probe.photons_per_metre
     mu_passes = [p for p in passes if p.table == "muon"]
+    ms_passes = [p for p in passes if p.table == "muon_showers"]
     sh_passes = [p for p in passes if p.table == "shower"]
     dom_mu = _cell_doms(mu_passes, n_cells["muon"])
+    dom_ms = _cell_doms(ms_passes, n_cells["muon_showers"])
     dom_sh = _cell_doms(sh_passes, n_cells["shower"])
-    # muon: npe of an infinite track with per_metre photons/m = hits per DOM × per_metre × L / N
+    # muon: npe of an infinite track with per_metre photons/m = hits per DOM × per_metre × L / N;
+    # muon showers the same per metre of Cherenkov track length per metre (same spectrum, β = 1)
     f_mu = np.zeros(n_cells["muon"])
     for p in mu_passes:
         for c in np.unique(p.dom_cell):
             f_mu[c] = per_metre * p.emitter["length"] / p.n_photons / dom_mu[c]
+    f_ms = np.zeros(n_cells["muon_showers"])
+    for p in ms_passes:
+        for c in np.unique(p.dom_cell):
+            f_ms[c] = per_metre * p.emitter["length"] / p.n_photons / dom_ms[c]
     f_sh = np.zeros(n_cells["shower"])
     per_gev = per_metre * physics["electron_track_length_m_per_gev"]
     for p in sh_passes:
         for c in np.unique(p.dom_cell):
             f_sh[c] = per_gev / p.n_photons / dom_sh[c]
-    if n_emit["muon"] != sum(p.n_photons for p in mu_passes) or n_emit["shower"] != sum(p.n_photons for p in sh_passes):
+    if any(n_emit[k] != sum(p.n_photons for p in passes if p.table == k) for k in n_emit):
         raise LightTableError("photon tracker emitted an unexpected number of photons")  # exact_count was ignored
     data = {}
     filled = _fill_empty_shower_cells(hist["shower"], f_sh, dom_sh, binning, n_ref)
-    for name, f, ndom in (("muon", f_mu, dom_mu), ("shower", f_sh, dom_sh)):
+    for name, f, ndom in (("muon", f_mu, dom_mu), ("muon_showers", f_ms, dom_ms), ("shower", f_sh, dom_sh)):
         hsum = hist[name].astype(np.float64) / tk.FIXED_POINT_SCALE * f[:, None, None, None]
         npe = hsum.sum(axis=-1)
         cdf = np.concatenate([np.zeros(hsum.shape[:-1] + (1,)), np.cumsum(hsum, axis=-1)], axis=-1)
@@ -804,7 +867,7 @@ def build_light_tables(
         "build_hash": _hash(build),
         "build_time_s": build_time,
         "jobs": int(jobs),
-        "n_photons_total": int(n_mu + n_sh),
+        "n_photons_total": int(n_mu + n_ms + n_sh),
         "photons_per_metre": per_metre,
         "refractive_index_phase": n_ref,
         "refractive_index_group": n_group,
@@ -878,6 +941,20 @@ def _write_tables(path: Path, attrs: dict, binning: TableBinning, data: dict) ->
             _ds(g, "n_eff", data["muon"]["n_eff"], "", "effective number of photons (sum w)^2/sum w^2 per R node: "
                 "the relative statistical error of the npe is about 1/sqrt(n_eff)")
             _ds(g, "n_doms", data["muon"]["n_doms"], "", "builder DOMs per R node")
+            g = f.create_group("muon_showers")
+            g.attrs["description"] = (
+                "expected npe of a PMT from an infinite line of point-like EM showers along a muon track (Radel-Wiebusch "
+                "angular profile about the track), per metre of Cherenkov track length per metre of track, and "
+                "cumulative time-residual distribution; same nodes, orientation convention and direct time as the muon "
+                "table")
+            _ds(g, "r_m", np.asarray(binning.muon_r), "m", "closest distance of the DOM centre to the track (nodes)")
+            _ds(g, "npe", data["muon_showers"]["npe"], "", "expected npe per (m of Cherenkov track length per m), "
+                "shape (r, theta, phi)", **kw)
+            _ds(g, "cdf", data["muon_showers"]["cdf"], "", "cumulative time-residual distribution at the muon t_edges",
+                **kw)
+            _ds(g, "n_hits", data["muon_showers"]["n_hits"], "", "photons detected by the builder's DOMs per R node")
+            _ds(g, "n_eff", data["muon_showers"]["n_eff"], "", "effective number of photons per R node")
+            _ds(g, "n_doms", data["muon_showers"]["n_doms"], "", "builder DOMs per R node")
             g = f.create_group("shower")
             g.attrs["description"] = ("expected npe per GeV (electron-equivalent) of a PMT from a point-like EM shower "
                                       "and cumulative time-residual distribution")
@@ -957,7 +1034,10 @@ class _KernelTable:
 
 
 class LightTables:
-    """Muon and shower light tables loaded from a file (see the module docstring).
+    """Muon, muon-shower and shower light tables loaded from a file (see the module docstring).
+
+    ``muon``, ``muon_showers`` and ``shower`` are the kernels' views (smooth normalisation,
+    shape, time CDFs); ``muon_npe``, ``muon_showers_npe``, ``shower_npe`` the tabulated npe.
 
     Use :func:`load_light_tables`, which caches loaded files per process.
     """
@@ -975,6 +1055,7 @@ class LightTables:
         self.n_theta = len(arrays["muon/theta_rad"])
         self.n_phi = len(arrays["muon/phi_rad"])
         self.muon_npe = arrays["muon/npe"]
+        self.muon_showers_npe = arrays["muon_showers/npe"]
         self.shower_npe = arrays["shower/npe"]
         self.muon_r = np.ascontiguousarray(arrays["muon/r_m"], dtype=np.float64)
         self.shower_d = np.ascontiguousarray(arrays["shower/d_m"], dtype=np.float64)
@@ -984,9 +1065,12 @@ class LightTables:
         self.muon_n_hits = arrays["muon/n_hits"]
         self.shower_n_hits = arrays["shower/n_hits"]
         self.muon_n_eff = arrays["muon/n_eff"]
+        self.muon_showers_n_hits = arrays["muon_showers/n_hits"]
+        self.muon_showers_n_eff = arrays["muon_showers/n_eff"]
         self.shower_n_eff = arrays["shower/n_eff"]
         n_t1 = len(self.t_edges)
         self.muon = self._kernel_table(self.muon_r, self.muon_npe, arrays["muon/cdf"], n_t1)
+        self.muon_showers = self._kernel_table(self.muon_r, self.muon_showers_npe, arrays["muon_showers/cdf"], n_t1)
         self.shower = self._kernel_table(self.shower_d, self.shower_npe, arrays["shower/cdf"], n_t1)
         sh_shape = self.shower.shape
         self.shower_log_shape = np.ascontiguousarray(np.log(np.where(sh_shape > 0, sh_shape, 1.0)))
@@ -1082,7 +1166,8 @@ def load_light_tables(path: str | os.PathLike) -> LightTables:
         if k not in attrs:
             raise LightTableError(f"light-table file {path} lacks the attribute {k!r}")
     names = ["muon/r_m", "muon/theta_rad", "muon/phi_rad", "muon/t_edges_ns", "muon/npe", "muon/cdf", "muon/n_hits",
-             "muon/n_eff", "shower/d_m", "shower/cd", "shower/t_edges_ns", "shower/npe", "shower/cdf",
+             "muon/n_eff", "muon_showers/r_m", "muon_showers/npe", "muon_showers/cdf", "muon_showers/n_hits",
+             "muon_showers/n_eff", "shower/d_m", "shower/cd", "shower/t_edges_ns", "shower/npe", "shower/cdf",
              "shower/n_hits", "shower/n_eff"]
     arrays = {}
     try:
@@ -1101,6 +1186,11 @@ def load_light_tables(path: str | os.PathLike) -> LightTables:
     checks = [
         ("muon/npe", arrays["muon/npe"].shape == (n_r, n_th, n_ph)),
         ("muon/cdf", arrays["muon/cdf"].shape == (n_r, n_th, n_ph, n_t1)),
+        ("muon_showers/r_m", np.array_equal(arrays["muon_showers/r_m"], arrays["muon/r_m"])),
+        ("muon_showers/npe", arrays["muon_showers/npe"].shape == (n_r, n_th, n_ph)),
+        ("muon_showers/cdf", arrays["muon_showers/cdf"].shape == (n_r, n_th, n_ph, n_t1)),
+        ("muon_showers/npe", bool(np.all(np.isfinite(arrays["muon_showers/npe"]))
+                                  and np.all(arrays["muon_showers/npe"] >= 0))),
         ("shower/npe", arrays["shower/npe"].shape == (n_d, n_cd, n_th, n_ph)),
         ("shower/cdf", arrays["shower/cdf"].shape == (n_d, n_cd, n_th, n_ph, n_t1)),
         ("shower/t_edges_ns", np.array_equal(arrays["shower/t_edges_ns"], arrays["muon/t_edges_ns"])),
@@ -1134,14 +1224,21 @@ def format_info(path: str | os.PathLike) -> str:
         f" ({'on' if ph['scattering'] else 'off'}); wavelengths {ph['wavelength_min_nm']}-{ph['wavelength_max_nm']} nm; "
         f"max distance {ph['max_distance_m']} m; DOM radius {ph['dom_radius_m']} m",
         f"  physics hash {a['physics_hash'][:16]}, build hash {a['build_hash'][:16]}",
-        f"  photons: muon {t.build['n_photons_muon']:.3g}, shower {t.build['n_photons_shower']:.3g} "
+        f"  photons: muon {t.build['n_photons_muon']:.3g}, muon showers {t.build['n_photons_muon_showers']:.3g}, "
+        f"shower {t.build['n_photons_shower']:.3g} "
         f"({a.get('photons_per_metre', 0):.0f} QE-weighted photons per metre)",
         f"  muon table: R {t.muon_r[0]:g}-{t.muon_r[-1]:g} m ({len(t.muon_r)} nodes), theta x phi {t.n_theta} x {t.n_phi}, "
         f"{len(t.t_edges) - 1} time bins ({t.t_edges[0]:g} .. {t.t_edges[-1]:g} ns)",
+        "  muon-shower table (line of EM showers along the muon, per m of Cherenkov track length per m): same binning",
         f"  shower table: D {t.shower_d[0]:g}-{t.shower_d[-1]:g} m ({len(t.shower_d)} nodes), {len(t.cd_nodes)} cos nodes",
         "  muon npe (mean over the orientation nodes) and detected photons per R node:",
     ]
     for r, n, h, ne in zip(t.muon_r, t.muon_npe.reshape(len(t.muon_r), -1).mean(axis=1), t.muon_n_hits, t.muon_n_eff):
+        lines.append(f"    R {r:7.1f} m: mean npe/PMT {n:10.4g}   builder photons {int(h):9d}, effective {ne:9.0f} "
+                     f"(stat. error ~{100 / math.sqrt(max(ne, 1)):.1f} %)")
+    lines.append("  muon-shower npe (mean over the orientation nodes, per m/m) and detected photons per R node:")
+    for r, n, h, ne in zip(t.muon_r, t.muon_showers_npe.reshape(len(t.muon_r), -1).mean(axis=1), t.muon_showers_n_hits,
+                           t.muon_showers_n_eff):
         lines.append(f"    R {r:7.1f} m: mean npe/PMT {n:10.4g}   builder photons {int(h):9d}, effective {ne:9.0f} "
                      f"(stat. error ~{100 / math.sqrt(max(ne, 1)):.1f} %)")
     lines.append("  shower npe per GeV (mean over orientations, at the Cherenkov cusp node) and detected photons per D node:")

@@ -33,6 +33,9 @@ N_G = refractive_index_group(470.0, SITE.pressure_atm)
 COS_C = 1.0 / N_PH
 SIN_C = math.sqrt(1.0 - COS_C**2)
 TAN_C = SIN_C / COS_C
+#: the light on the Cherenkov cone only: every loss above 0.5 GeV a shower row, so no continuous-loss
+#: shower light (that part is tested in test_secondaries.py)
+CONE_ONLY = dict(muon_v_cut=0.0, muon_e_cut_gev=0.0)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -145,7 +148,7 @@ def test_photon_yield_table_matches_quadrature():
 
 @pytest.mark.parametrize("d_c", [1.0, 5.0, 20.0, 60.0, 150.0])
 def test_expected_npe_matches_analytic(d_c):
-    stage = DirectLight(site=SITE)
+    stage = DirectLight(DirectLightConfig(**CONE_ONLY), site=SITE)
     w = photon_dir_at([1.0, 0.0, 0.0])
     pmt_pos = np.array([[d_c, 0.0, 500.0]])
     for pmt_dir, c in [(-w, -1.0), (np.array([-1.0, 0.0, 0.0]), -SIN_C)]:
@@ -186,7 +189,7 @@ def test_mean_npe_matches_expectation_statistically():
     n_ev = 3000
     ev = np.arange(n_ev, dtype=np.int64) * 7 + 11
     tracks = make_tracks(ev, [0, 0, 0], [0, 0, 1], energy=100.0, length=800.0)
-    stage = DirectLight(detector=det, site=SITE)
+    stage = DirectLight(DirectLightConfig(**CONE_ONLY), detector=det, site=SITE)
     hits = stage.run({"mc_tracks": tracks}, make_ctx(det, ev))["mc_hits"]
     for pmt_id, d_c in [(1000, d1), (1001, d2)]:
         mu = analytic_npe(d_c, -1.0, 100.0)
@@ -214,7 +217,7 @@ def test_arrival_times_follow_cherenkov_geometry():
     start = c + rng.uniform(-40, 40, (n, 3)) - 200 * dirs
     t0 = rng.uniform(-100, 100, n)
     tracks = make_tracks(ev, start, dirs, energy=1000.0, length=400.0, time=t0)
-    stage = DirectLight(detector=det, site=SITE)
+    stage = DirectLight(DirectLightConfig(**CONE_ONLY), detector=det, site=SITE)
     hits = stage.run({"mc_tracks": tracks}, make_ctx(det, ev))["mc_hits"]
     assert len(hits) > 500
     pmt_index = np.searchsorted(det.pmt_id, hits["pmt_id"])
@@ -252,7 +255,7 @@ def test_pmts_facing_away_and_outside_track_get_nothing():
     d03 = 0.3 * w + math.sqrt(1 - 0.09) * perp
     dirs = [w, d03, -w, -w, [0, -1, 0], -photon_dir_at(-side)]
     det = stub_detector(pos, dirs)
-    stage = DirectLight(detector=det, site=SITE)
+    stage = DirectLight(DirectLightConfig(**CONE_ONLY), detector=det, site=SITE)
     mu = stage.expected_npe([0, 0, 0], [0, 0, 1], 100.0, 500.0, det.pmt_pos, det.pmt_dir)[0]
     assert np.all(mu[:5] == 0.0)
     assert mu[5] > 1.0
@@ -280,13 +283,13 @@ def test_only_muons_with_length_and_usable_pmts():
 def test_secondaries_factor():
     w = photon_dir_at([1.0, 0.0, 0.0])
     args = ([0, 0, 0], [0, 0, 1], 1000.0, 1000.0, np.array([[10.0, 0, 500.0]]), -w[None, :])
-    with_sec = DirectLight(site=SITE).expected_npe(*args)[0][0]
+    with_sec = DirectLight(site=SITE).expected_npe(*args, continuous=False)[0][0]
     without = DirectLight(DirectLightConfig(secondaries=False), site=SITE).expected_npe(*args)[0][0]
     lam, kap = radel_wiebusch_coefficients(N_PH)
     assert with_sec / without == pytest.approx(1 + lam + kap * math.log(1000.0), rel=1e-12)
     # energy at the emission point: losses spread along the track (z_emit = 500 − 10/tanθ_c)
     z = 500.0 - 10.0 / TAN_C
-    lossy = DirectLight(site=SITE).expected_npe(*args[:4], args[4], args[5], energy_lost=900.0)[0][0]
+    lossy = DirectLight(site=SITE).expected_npe(*args[:4], args[4], args[5], energy_lost=900.0, continuous=False)[0][0]
     assert lossy / without == pytest.approx(1 + lam + kap * math.log(1000.0 - 900.0 * z / 1000.0), rel=1e-12)
 
 
