@@ -315,7 +315,9 @@ class DirectLight(Stage):
     loaded once here and checked against this stage's water and detection parameters) give the
     expected npe and time-residual distribution of every usable PMT from the DOM's distance and
     the PMT orientation: muons use the infinite-track table where the Cherenkov emission point
-    of the DOM lies on the track (× 1 + ΔL/L(E) with ``secondaries``), showers the point-shower
+    of the DOM lies on the track (× 1 + ΔL/L(E) with ``secondaries``) plus the
+    ``muon_showers`` table of a line of EM showers along the track × cont(E) (the continuous
+    losses above 500 MeV, each pe's time from its own component's table), showers the point-shower
     table at ``table_shower_points`` points of equal light along the axis, scaled by the
     Cherenkov track length (see :func:`~km3sim.propagation._table_kernels.simulate_muon_table_light`
     and :func:`~km3sim.propagation._table_kernels.simulate_shower_table_light`). The pe are
