@@ -23,7 +23,7 @@ import numpy as np
 
 from km3sim.constants import C_LIGHT, MUON_MASS
 from km3sim.propagation.secondaries import secondary_max, secondary_ratios
-from km3sim.random import rng_new, rng_normal, rng_poisson, rng_uniform
+from km3sim.random import rng_new, rng_normal, rng_poisson, rng_uniform, xoshiro_normal, xoshiro_u01
 
 #: Emitter kinds understood by :func:`track_photons`.
 EMITTER_MUON = 0
@@ -39,51 +39,17 @@ N_OUT_COLUMNS = 11
 
 _INV_C = 1.0 / C_LIGHT
 _TWO_PI = 2.0 * math.pi
-_TWO_M53 = 1.0 / 9007199254740992.0
 
 
-# ------------------------------------------------------------------------------ state in registers
-
-
-@nb.njit(cache=True, inline="always")
-def _rotl(x, k):
-    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
-
-
-@nb.njit(cache=True, inline="always")
-def _next_u01(s0, s1, s2, s3):
-    """Uniform double in [0, 1) and the new state: xoshiro256** as :func:`km3sim.random.rng_uniform`
-    on the array ``[s0, s1, s2, s3]`` (same sequence)."""
-    r = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
-    t = s1 << np.uint64(17)
-    s2 ^= s0
-    s3 ^= s1
-    s1 ^= s2
-    s0 ^= s3
-    s2 ^= t
-    s3 = _rotl(s3, 45)
-    return float(r >> np.uint64(11)) * _TWO_M53, s0, s1, s2, s3
-
-
-@nb.njit(cache=True)
-def _normal_r(s0, s1, s2, s3):
-    """:func:`km3sim.random.rng_normal` (polar method) with the state in registers."""
-    while True:
-        u, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
-        v, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
-        u = 2.0 * u - 1.0
-        v = 2.0 * v - 1.0
-        q = u * u + v * v
-        if 0.0 < q < 1.0:
-            return u * math.sqrt(-2.0 * math.log(q) / q), s0, s1, s2, s3
+# ------------------------------------------------------------------------------ state in registers (km3sim.random.xoshiro_*)
 
 
 @nb.njit(cache=True)
 def _azimuth_r(s0, s1, s2, s3):
     """:func:`_random_azimuth` with the state in registers."""
     while True:
-        x, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
-        y, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+        x, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
+        y, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
         x = 2.0 * x - 1.0
         y = 2.0 * y - 1.0
         r2 = x * x + y * y
@@ -95,8 +61,8 @@ def _azimuth_r(s0, s1, s2, s3):
 @nb.njit(cache=True)
 def _phase_r(s0, s1, s2, s3, f, g, a):
     """:func:`sample_phase_function` (same formulas, same draws) with the state in registers."""
-    u, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
-    w, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+    u, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
+    w, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
     if w < f:
         c = (2.0 * u - 1.0) * (1.0 + a / 3.0)
         p = 3.0 / a
@@ -118,7 +84,7 @@ def _gamma_r(s0, s1, s2, s3, shape, spare):
     call. Returns (deviate, s0, s1, s2, s3, spare)."""
     boost = 1.0
     if shape < 1.0:
-        u, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+        u, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
         boost = (1.0 - u) ** (1.0 / shape)
         shape += 1.0
     d = shape - 1.0 / 3.0
@@ -129,8 +95,8 @@ def _gamma_r(s0, s1, s2, s3, shape, spare):
             spare = math.nan
         else:
             while True:
-                a, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
-                b, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+                a, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
+                b, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
                 a = 2.0 * a - 1.0
                 b = 2.0 * b - 1.0
                 q = a * a + b * b
@@ -143,7 +109,7 @@ def _gamma_r(s0, s1, s2, s3, shape, spare):
         if v <= 0.0:
             continue
         v = v * v * v
-        u, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+        u, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
         u = 1.0 - u  # in (0, 1]; the same u in both tests
         if u < 1.0 - 0.0331 * x * x * x * x:
             return d * v * boost, s0, s1, s2, s3, spare
@@ -698,7 +664,7 @@ def _track_events(
                     at_spare[0] = spare
                     return False, n_out
                 # wavelength and its optical properties
-                u, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+                u, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
                 u *= n_inv_l - 1
                 i = int(u)
                 if i >= n_inv_l - 1:
@@ -718,13 +684,13 @@ def _track_events(
                     fl -= il
                 # emission point, time and direction
                 if kind == EMITTER_MUON:
-                    z, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+                    z, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
                     z *= length
                     on_cone = True
                     if secondaries:
                         e_z = energy - energy_lost * (z / length) if length > 0.0 else energy
                         rw, cr = secondary_ratios(max(e_z, MUON_MASS), log_e0, dlog_e, rw_tab, cont_tab)
-                        v, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+                        v, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
                         v *= sec_max
                         if v > 1.0 + rw + cr:
                             rejected += 1
@@ -733,7 +699,7 @@ def _track_events(
                     if on_cone:
                         cos_t = 1.0 / (n_phase_tab[il] + fl * (n_phase_tab[il + 1] - n_phase_tab[il]))
                     else:  # continuous-loss shower light: the shower angular profile about the muon
-                        v, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+                        v, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
                         v *= n_inv_a - 1
                         j = int(v)
                         if j >= n_inv_a - 1:
@@ -743,7 +709,7 @@ def _track_events(
                 elif kind == EMITTER_SHOWER:
                     z, s0, s1, s2, s3, spare = _gamma_r(s0, s1, s2, s3, long_shape, spare)
                     z *= long_scale
-                    v, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+                    v, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
                     v *= n_inv_a - 1
                     j = int(v)
                     if j >= n_inv_a - 1:
@@ -752,7 +718,7 @@ def _track_events(
                         cos_t = ang_inv_cdf[j] + (v - j) * (ang_inv_cdf[j + 1] - ang_inv_cdf[j])
                 else:
                     z = 0.0
-                    v, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+                    v, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
                     cos_t = 2.0 * v - 1.0
                 cp, sp, s0, s1, s2, s3 = _azimuth_r(s0, s1, s2, s3)
                 dx, dy, dz = _rotate_unit(ux, uy, uz, cos_t, cp, sp)
@@ -766,7 +732,7 @@ def _track_events(
                 ng = n_group_tab[il] + fl * (n_group_tab[il + 1] - n_group_tab[il])
                 if absorb:
                     ia = inv_labs_tab[il] + fl * (inv_labs_tab[il + 1] - inv_labs_tab[il])
-                    v, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+                    v, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
                     budget = -math.log(1.0 - v) / ia if ia > 0.0 else 1e300
                 else:
                     budget = 1e300
@@ -788,7 +754,7 @@ def _track_events(
                     if ddx * ddx + ddy * ddy + ddz * ddz > reach * reach:
                         break
                     if inv_ls > 0.0:
-                        v, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+                        v, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
                         step = -math.log(1.0 - v) * ls
                     else:
                         step = 1e300
@@ -806,7 +772,7 @@ def _track_events(
                     if dom >= 0:
                         path += s_hit
                         # choose the PMT (effective-area model), at most one
-                        w, s0, s1, s2, s3 = _next_u01(s0, s1, s2, s3)
+                        w, s0, s1, s2, s3 = xoshiro_u01(s0, s1, s2, s3)
                         acc = 0.0
                         for k in range(dom_pmt_start[dom], dom_pmt_start[dom + 1]):
                             if not pmt_ok[k]:
