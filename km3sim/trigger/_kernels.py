@@ -28,6 +28,7 @@ __all__ = [
     "find_l2",
     "greedy_clique",
     "trigger_windows",
+    "work_buffers",
     "snapshot_event_index",
 ]
 
@@ -489,6 +490,69 @@ def _fresh(used, p, q):
 
 
 @nb.njit(cache=True)
+def _point_setup(dmax, extra, bit, P, cap):
+    """Common set-up of the point-source (shower) triggers 3DShower and MXShower.
+
+    Returns the cluster bits (``bit``, and with the factory-limit bit), n_g/c [ns/m], the
+    largest time difference to the seed W = DMax·n_g/c + TMaxExtra [ns], DMax², and the work
+    arrays of :func:`_point_cluster` for up to ``cap`` hits: the hit list, the compatibility
+    matrix, and the ``alive`` and ``bad`` arrays of :func:`greedy_clique`.
+    """
+    bits = np.uint32(1) << np.uint32(bit)
+    bits_fl = bits | (np.uint32(1) << np.uint32(P.bit_fl))
+    inv_v = P.n_group / P.c_light
+    window = dmax * inv_v + extra
+    sel = np.empty(cap, dtype=np.int64)
+    compat = np.zeros((cap, cap), dtype=np.bool_)
+    alive = np.empty(cap, dtype=np.bool_)
+    bad = np.empty(cap, dtype=np.int64)
+    return bits, bits_fl, inv_v, window, dmax * dmax, sel, compat, alive, bad
+
+
+@nb.njit(cache=True, inline="always")
+def _point_cluster(sel, m, doms, times, dom_pos, dmax2, inv_v, extra, n_need, n_mod, compat, alive, bad, marker):
+    """Largest set of hits ``sel[:m]`` compatible with light from one point (both shower triggers).
+
+    Hits i, j (DOMs ``doms[i]``, times ``times[i]``) are compatible when their DOMs are within
+    DMax (``dmax2`` = DMax²) and |t_i − t_j| ≤ D_ij·n_g/c + TMaxExtra (light from one point
+    reaches two places at most their distance apart in time; D = 0 on one DOM). The pairwise
+    compatible subset is found by :func:`greedy_clique` (the seed ``sel[0]``, compatible with
+    all, is kept) and compacted into ``sel``. Returns its size, or −1 when it (or the input)
+    has fewer than ``n_need`` hits or fewer than ``n_mod`` DOMs.
+    """
+    if m < n_need or _count_doms(doms, sel, m, marker) < n_mod:
+        return -1
+    for a in range(m):
+        alive[a] = True
+        ia = sel[a]
+        da = doms[ia]
+        for b in range(a + 1, m):
+            ib = sel[b]
+            db = doms[ib]
+            dt = abs(times[ib] - times[ia])
+            if da == db:
+                ok = dt <= extra
+            else:
+                dx = dom_pos[db, 0] - dom_pos[da, 0]
+                dy = dom_pos[db, 1] - dom_pos[da, 1]
+                dz = dom_pos[db, 2] - dom_pos[da, 2]
+                r2 = dx * dx + dy * dy + dz * dz
+                ok = r2 <= dmax2 and dt <= math.sqrt(r2) * inv_v + extra
+            compat[a, b] = ok
+            compat[b, a] = ok
+    if greedy_clique(compat, m, alive, n_need, bad) < n_need:
+        return -1
+    k = 0
+    for a in range(m):
+        if alive[a]:
+            sel[k] = sel[a]
+            k += 1
+    if _count_doms(doms, sel, k, marker) < n_mod:
+        return -1
+    return k
+
+
+@nb.njit(cache=True)
 def _shower3d(in_t, in_dom, in_l1, l1_first, l1_stop, st, smask, dom_pos, P, marker,
               cl_first, cl_last, cl_bits, n_cl):
     """3DShower: L2s compatible with light from one point (Jpp ``JTrigger3DShower``).
@@ -502,16 +566,9 @@ def _shower3d(in_t, in_dom, in_l1, l1_first, l1_stop, st, smask, dom_pos, P, mar
     """
     m_in = in_t.shape[0]
     n_need = P.sh_n
-    bits = np.uint32(1) << np.uint32(P.bit_sh)
-    bits_fl = bits | (np.uint32(1) << np.uint32(P.bit_fl))
-    inv_v = P.n_group / P.c_light
-    window = P.sh_dmax * inv_v + P.sh_extra
-    dmax2 = P.sh_dmax * P.sh_dmax
-    cap = min(_max_window(in_t, window), P.sh_factory) + 1
-    sel = np.empty(cap, dtype=np.int64)
-    compat = np.zeros((cap, cap), dtype=np.bool_)
-    alive = np.empty(cap, dtype=np.bool_)
-    bad = np.empty(cap, dtype=np.int64)
+    extra = P.sh_extra
+    cap = min(_max_window(in_t, P.sh_dmax * (P.n_group / P.c_light) + extra), P.sh_factory) + 1
+    bits, bits_fl, inv_v, window, dmax2, sel, compat, alive, bad = _point_setup(P.sh_dmax, extra, P.bit_sh, P, cap)
     used = np.zeros(m_in, dtype=np.bool_)
     q = 0
     for p in range(m_in):
@@ -540,33 +597,14 @@ def _shower3d(in_t, in_dom, in_l1, l1_first, l1_stop, st, smask, dom_pos, P, mar
             dy = dom_pos[dj, 1] - dom_pos[dp, 1]
             dz = dom_pos[dj, 2] - dom_pos[dp, 2]
             r2 = dx * dx + dy * dy + dz * dz
-            if r2 <= dmax2 and in_t[j] - in_t[p] <= math.sqrt(r2) * inv_v + P.sh_extra:
+            if r2 <= dmax2 and in_t[j] - in_t[p] <= math.sqrt(r2) * inv_v + extra:
                 sel[m] = j
                 m += 1
-        if m < n_need or _count_doms(in_dom, sel, m, marker) < P.sh_m:
+        if m < n_need:  # (also checked in _point_cluster; here it saves a call for most seeds)
             continue
-        for a in range(m):
-            alive[a] = True
-            ia = sel[a]
-            da = in_dom[ia]
-            for b in range(a + 1, m):
-                ib = sel[b]
-                db = in_dom[ib]
-                dx = dom_pos[db, 0] - dom_pos[da, 0]
-                dy = dom_pos[db, 1] - dom_pos[da, 1]
-                dz = dom_pos[db, 2] - dom_pos[da, 2]
-                r2 = dx * dx + dy * dy + dz * dz
-                ok = r2 <= dmax2 and abs(in_t[ib] - in_t[ia]) <= math.sqrt(r2) * inv_v + P.sh_extra
-                compat[a, b] = ok
-                compat[b, a] = ok
-        if greedy_clique(compat, m, alive, n_need, bad) < n_need:
-            continue
-        k = 0
-        for a in range(m):
-            if alive[a]:
-                sel[k] = sel[a]
-                k += 1
-        if _count_doms(in_dom, sel, k, marker) < P.sh_m:
+        k = _point_cluster(sel, m, in_dom, in_t, dom_pos, dmax2, inv_v, extra, n_need, P.sh_m, compat, alive, bad,
+                           marker)
+        if k < 0:
             continue
         for a in range(k):
             used[sel[a]] = True
@@ -786,18 +824,10 @@ def _mxshower(in_t, in_dom, st, sd, smask, dom_hi, ptr, dom_pos, nb_off, nb_idx,
     """
     m_in = in_t.shape[0]
     n_need = P.mx_n + 1
-    bits = np.uint32(1) << np.uint32(P.bit_mx)
-    bits_fl = bits | (np.uint32(1) << np.uint32(P.bit_fl))
-    inv_v = P.n_group / P.c_light
     extra = P.mx_extra
-    wmax = P.mx_dmax * inv_v + extra
-    dmax2 = P.mx_dmax * P.mx_dmax
     limit = P.mx_factory
     cap = min(limit, st.shape[0]) + 1
-    hits = np.empty(cap, dtype=np.int64)
-    compat = np.zeros((cap, cap), dtype=np.bool_)
-    alive = np.empty(cap, dtype=np.bool_)
-    bad = np.empty(cap, dtype=np.int64)
+    bits, bits_fl, inv_v, wmax, dmax2, hits, compat, alive, bad = _point_setup(P.mx_dmax, extra, P.bit_mx, P, cap)
     used = np.zeros(m_in, dtype=np.bool_)
     for p in range(m_in):
         tp = in_t[p]
@@ -834,34 +864,9 @@ def _mxshower(in_t, in_dom, st, sd, smask, dom_hi, ptr, dom_pos, nb_off, nb_idx,
             cl_bits[n_cl] = bits_fl
             n_cl += 1
             continue
-        if _count_doms(sd, hits, nh, marker) < P.mx_m:
-            continue
-        for a in range(nh):
-            alive[a] = True
-            ha = hits[a]
-            da = sd[ha]
-            for b in range(a + 1, nh):
-                hb = hits[b]
-                db = sd[hb]
-                dt = abs(st[hb] - st[ha])
-                if da == db:
-                    ok = dt <= extra
-                else:
-                    dx = dom_pos[db, 0] - dom_pos[da, 0]
-                    dy = dom_pos[db, 1] - dom_pos[da, 1]
-                    dz = dom_pos[db, 2] - dom_pos[da, 2]
-                    r2 = dx * dx + dy * dy + dz * dz
-                    ok = r2 <= dmax2 and dt <= math.sqrt(r2) * inv_v + extra
-                compat[a, b] = ok
-                compat[b, a] = ok
-        if greedy_clique(compat, nh, alive, n_need, bad) < n_need:
-            continue
-        kept = 0
-        for a in range(nh):
-            if alive[a]:
-                hits[kept] = hits[a]
-                kept += 1
-        if _count_doms(sd, hits, kept, marker) < P.mx_m:
+        kept = _point_cluster(hits, nh, sd, st, dom_pos, dmax2, inv_v, extra, n_need, P.mx_m, compat, alive, bad,
+                              marker)
+        if kept < 0:
             continue
         tf = np.inf
         tl = -np.inf
@@ -922,20 +927,22 @@ def _sort_window(dom, channel, time, a, b, counts, st, sc, sd, order):
     """Stable counting sort of hits a..b-1 by DOM (time order kept) into st, sc, sd, order.
 
     The values are scattered directly (one write stream per DOM) rather than gathered through
-    the permutation afterwards, which would read the input at random.
+    the permutation afterwards, which would read the input at random; ``sd`` is filled DOM by
+    DOM from the counts (sequential writes), and ``order`` may be int32 (fewer bytes scattered).
     """
     n_doms = counts.shape[0] - 1
     for i in range(a, b):
         counts[dom[i] + 1] += 1
     for d in range(n_doms):
         counts[d + 1] += counts[d]
+        for k in range(counts[d], counts[d + 1]):
+            sd[k] = d
     for i in range(a, b):
         d = dom[i]
         k = counts[d]
         order[k] = i - a
         st[k] = time[i]
         sc[k] = channel[i]
-        sd[k] = d
         counts[d] = k + 1
     for d in range(n_doms + 1):
         counts[d] = 0
@@ -959,9 +966,11 @@ def _dom_ranges(sd, dom_lo, dom_hi, ptr, reset):
 
 @nb.njit(cache=True)
 def _store_mask(hit_mask, smask, a, order):
+    """Copy the trigger bits of sorted hits back to input positions ``a + order``; clear ``smask``."""
     for k in range(smask.shape[0]):
         if smask[k] != 0:
             hit_mask[a + order[k]] = smask[k]
+            smask[k] = 0
 
 
 @nb.njit(cache=True)
@@ -1006,8 +1015,19 @@ def _l2_input(l1_dom, l2_time):
 
 
 @nb.njit(cache=True)
+def work_buffers(cap, channel_like, dom_like, pos_like):
+    """Work buffers of :func:`trigger_windows` for windows of up to ``cap`` hits.
+
+    Times (float64), channels, DOMs and input positions (the dtypes of the ``*_like`` arrays)
+    and all-zero trigger bits (uint32).
+    """
+    return (np.empty(cap), np.empty(cap, dtype=channel_like.dtype), np.empty(cap, dtype=dom_like.dtype),
+            np.empty(cap, dtype=pos_like.dtype), np.zeros(cap, dtype=np.uint32))
+
+
+@nb.njit(cache=True)
 def trigger_windows(offsets, dom, channel, time, dom_sorted, one_per_window, dom_pos, pmt_axis, dirs,
-                    nb_off, nb_idx, nb_dist, P):
+                    nb_off, nb_idx, nb_dist, P, hit_mask, work_t, work_c, work_d, work_order, work_mask):
     """L1, L2, the enabled 3D triggers and event building for every time window.
 
     Parameters
@@ -1029,6 +1049,16 @@ def trigger_windows(offsets, dom, channel, time, dom_sorted, one_per_window, dom
         3DMuon direction grid.
     nb_off, nb_idx, nb_dist : DOM neighbours within MXShower DMax (:func:`dom_neighbours`).
     P : TriggerParams
+    hit_mask : ndarray of uint32, shape (n_hits,)
+        Out: zeros on entry (``np.zeros`` from the caller: untouched pages cost nothing), the
+        trigger bits on return (also returned first).
+    work_t, work_c, work_d, work_order, work_mask : ndarray
+        Work buffers of the (DOM, time)-sorted copy of a window (unused with ``dom_sorted``):
+        times (float64), channels (``channel.dtype``), DOMs (``dom.dtype``), input positions
+        in the window (int32 or int64) and trigger bits (uint32, all zero on entry and on return), each at least as
+        long as the longest window (:func:`work_buffers`). The caller
+        (``TriggerProcessor.run``) keeps them between calls: the page faults of fresh buffers
+        cost about as much as the sorting (~0.5 s of system time per 4·10⁷ hits).
 
     Returns
     -------
@@ -1051,7 +1081,8 @@ def trigger_windows(offsets, dom, channel, time, dom_sorted, one_per_window, dom
     n_win = offsets.shape[0] - 1
     n_hits = time.shape[0]
     n_doms = dom_pos.shape[0]
-    hit_mask = np.zeros(n_hits, dtype=np.uint32)
+    if hit_mask.shape[0] != n_hits:
+        raise ValueError("trigger_windows: hit_mask must have one entry per hit")
     n_l1_out = np.zeros(n_win, dtype=np.int64)
     n_l2_out = np.zeros(n_win, dtype=np.int64)
     n_drop = np.zeros(n_win, dtype=np.int64)
@@ -1078,15 +1109,18 @@ def trigger_windows(offsets, dom, channel, time, dom_sorted, one_per_window, dom
             continue
         # ---- hits sorted by (DOM, time)
         if dom_sorted:
-            order = np.empty(0, dtype=np.int64)
+            order = work_order[:0]
             st = time[a:b]
             sc = channel[a:b]
             sd = dom[a:b]
         else:
-            order = np.empty(n, dtype=np.int64)
-            st = np.empty(n)
-            sc = np.empty(n, dtype=channel.dtype)
-            sd = np.empty(n, dtype=dom.dtype)
+            if work_t.shape[0] < n or work_c.shape[0] < n or work_d.shape[0] < n or work_order.shape[0] < n \
+                    or work_mask.shape[0] < n:
+                raise ValueError("trigger_windows: work buffers shorter than a window")
+            order = work_order[:n]
+            st = work_t[:n]
+            sc = work_c[:n]
+            sd = work_d[:n]
             _sort_window(dom, channel, time, a, b, counts, st, sc, sd, order)
         # ---- L1, L2
         l1_dom, l1_time, l1_first, l1_stop = find_l1(st, sc, sd, P.tmax_local, P.l1_min, P.combine_l1)
@@ -1104,7 +1138,7 @@ def trigger_windows(offsets, dom, channel, time, dom_sorted, one_per_window, dom
         if dom_sorted:
             smask = hit_mask[a:b]
         else:
-            smask = np.zeros(n, dtype=np.uint32)
+            smask = work_mask[:n]  # all zero: _store_mask clears what a window set
         cl_first = np.empty(n_triggers * n_in)
         cl_last = np.empty(n_triggers * n_in)
         cl_bits = np.empty(n_triggers * n_in, dtype=np.uint32)
@@ -1120,10 +1154,8 @@ def trigger_windows(offsets, dom, channel, time, dom_sorted, one_per_window, dom
             n_cl = _mxshower(in_t, in_dom, st, sd, smask, dom_hi, ptr, dom_pos, nb_off, nb_idx, nb_dist, P, marker,
                              cl_first, cl_last, cl_bits, n_cl)
             _dom_ranges(sd, dom_lo, dom_hi, ptr, True)
-        if n_cl == 0:
+        if n_cl == 0:  # (the triggers flag hits only when they add a cluster)
             continue
-        if not dom_sorted:
-            _store_mask(hit_mask, smask, a, order)
         # ---- events
         es, ee, em, eo, etf, etl = _merge_clusters(cl_first, cl_last, cl_bits, n_cl, P.tmax_event)
         ne = es.shape[0]
@@ -1151,6 +1183,8 @@ def trigger_windows(offsets, dom, channel, time, dom_sorted, one_per_window, dom
             ev_tf[n_ev] = etf[e]
             ev_tl[n_ev] = etl[e]
             n_ev += 1
+        if not dom_sorted:
+            _store_mask(hit_mask, smask, a, order)
     return (hit_mask, ev_window[:n_ev], ev_start[:n_ev], ev_end[:n_ev], ev_mask[:n_ev], ev_over[:n_ev],
             ev_tf[:n_ev], ev_tl[:n_ev], n_l1_out, n_l2_out, n_drop)
 

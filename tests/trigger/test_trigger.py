@@ -525,6 +525,46 @@ def test_dom_sorted_and_time_sorted_layouts_agree(det):
     np.testing.assert_array_equal(a.hit_mask[o], b.hit_mask)
 
 
+def test_work_buffers_reused_between_calls(det):
+    """A processor keeps its sorting buffers between calls; results do not depend on the history.
+
+    Calls with a long window, then several windows, then the DOM-sorted layout, then a window
+    of another channel dtype give exactly what a fresh processor gives for each.
+    """
+    rng = np.random.default_rng(15)
+    cols = [muon_event(det, rng, e, window_ns=30_000.0) for e in range(3)]
+    dom = np.concatenate([det.dom_index(c["dom_id"]) for c in cols]).astype(np.int32)
+    ch = np.concatenate([c["channel_id"] for c in cols]).astype(np.int16)
+    t = np.concatenate([c["time"] + 1e5 * e for e, c in enumerate(cols)])
+    sizes = [len(c["time"]) for c in cols]
+    whole = np.array([0, len(t)])
+    per_event = np.concatenate([[0], np.cumsum(sizes)])
+    o = np.lexsort((t, dom))
+    calls = [(whole, dom, ch, t, False), (per_event, dom, ch, t, False), (whole, dom[o], ch[o], t[o], True),
+             (per_event, dom, ch.astype(np.int32), t, False), (whole, dom, ch, t, False)]
+    proc = TriggerProcessor(preset("orca6"), det)
+    for off, d, c, x, ds in calls:
+        got = proc.run(off, d, c, x, dom_sorted=ds, one_per_window=False)
+        ref = TriggerProcessor(preset("orca6"), det).run(off, d, c, x, dom_sorted=ds, one_per_window=False)
+        assert np.count_nonzero(ref.hit_mask) > 0
+        for key, val in vars(ref).items():
+            np.testing.assert_array_equal(getattr(got, key), val, err_msg=key)
+    assert not proc._work[4].any()  # the trigger-bit buffer is left all zero
+
+
+def test_work_buffers_too_short_raise(det):
+    proc = TriggerProcessor(preset("orca6"), det)
+    n = 10
+    args = (np.array([0, n]), np.zeros(n, np.int32), np.zeros(n, np.int16), np.arange(n, dtype=np.float64), False,
+            False, proc.dom_pos, proc.pmt_axis, proc.directions, proc.nb_off, proc.nb_idx, proc.nb_dist, proc.params)
+    with pytest.raises(ValueError, match="work buffers shorter"):
+        K.trigger_windows(*args, np.zeros(n, np.uint32),
+                          *K.work_buffers(n - 1, np.zeros(0, np.int16), np.zeros(0, np.int32), np.zeros(0, np.int32)))
+    with pytest.raises(ValueError, match="one entry per hit"):
+        K.trigger_windows(*args, np.zeros(n - 1, np.uint32),
+                          *K.work_buffers(n, np.zeros(0, np.int16), np.zeros(0, np.int32), np.zeros(0, np.int32)))
+
+
 # ------------------------------------------------------------------------------------------
 # stage contract
 # ------------------------------------------------------------------------------------------
