@@ -19,17 +19,18 @@ of 0.7 × the footprint radius around the detector centre, simulated with
 :data:`CALIBRATIONS` holds, per site, the median log10 B of the reconstructed events in bins
 of 0.5 in log10 E, made non-decreasing; above the last bin B ∝ E (radiative losses dominate)
 is assumed, below the first bin B is constant. B depends on the detector (road width, PMT
-density: the same muon gives log10 B = 0.30 in the ARCA block and 0.13 in the ORCA block at
-2 TeV), so each site has its own table. Samples (seed 11): ARCA-115 block (6 kHz ⁴⁰K, ARCA21
-trigger), 300 muons of 0.3 TeV–10 PeV (241 reconstructed); ORCA-115 block (7 kHz, ORCA6
-trigger), 250 muons of 20 GeV–100 TeV (125 reconstructed).
+density), so each site has its own table. Samples (seed 11, ``python
+benchmarks/calibrate_energy.py``): ARCA-115 block (6 kHz ⁴⁰K, ARCA21 trigger), 300 muons of
+0.3 TeV–10 PeV (253 reconstructed); ORCA-115 block (7 kHz, ORCA6 trigger), 250 muons of
+20 GeV–100 TeV (125 reconstructed).
 
-Caveat: with the current simulation the median brightness hardly grows between 100 GeV and
-30 TeV (log10 B 0.12 → 0.16 in ORCA): ``direct_light`` gives light to the secondaries below
-0.5 GeV (ΔL/L) and to stochastic losses above v_cut·E (shower rows of ``muon_propagation``,
-v_cut = 0.05), but none to the radiative losses between them, which carry most of the
-radiative energy loss of TeV muons. The energy resolution below ~10 TeV is therefore poor, in
-ORCA-sized detectors in particular; repeat the calibration when the light model changes.
+The light model behind it: ``direct_light`` gives the muon its bare light, the Rädel–Wiebusch
+ΔL/L of secondaries below 0.5 GeV, the light of the continuous losses between 0.5 GeV and
+max(v_cut·E, e_cut) (:mod:`km3sim.propagation.secondaries`: ~1× the bare light at 1 TeV, ~9×
+at 10 TeV) and the shower rows of the larger stochastic losses. B therefore grows about ∝ E
+above ~1 TeV (log10 B 0.54 → 3.6 from 1.8 TeV to 5.6 PeV in ARCA). In-sample 68 % half-widths
+of log10(E_reco/E): 0.06–0.3 (ARCA, 0.1 TeV–10 PeV), 0.08–0.24 (ORCA, 30 GeV–100 TeV). Repeat the
+calibration whenever the light model or the track fit changes.
 """
 
 from __future__ import annotations
@@ -40,13 +41,12 @@ __all__ = ["CALIBRATIONS", "brightness_to_energy", "energy_to_brightness", "cali
            "calibration_table"]
 
 #: Per site: bin centres log10(E/GeV) and median log10 B of reconstructed simulated muons
-#: (see the module notes; ``calibrate_track_energy`` + ``calibration_table``). The ARCA bin at
-#: log10 E = 6.75 (11 muons, median 0.36) is left out: above 10^6.5 GeV B ∝ E is assumed.
+#: (see the module notes; ``benchmarks/calibrate_energy.py``). Above the last bin B ∝ E.
 CALIBRATIONS = {
-    "arca": (np.array([2.25, 2.75, 3.25, 3.75, 4.25, 4.75, 5.25, 5.75, 6.25]),
-             np.array([0.041, 0.116, 0.296, 0.398, 0.760, 0.993, 1.398, 1.596, 2.224])),
+    "arca": (np.array([2.25, 2.75, 3.25, 3.75, 4.25, 4.75, 5.25, 5.75, 6.25, 6.75]),
+             np.array([0.026, 0.228, 0.540, 0.828, 1.322, 1.808, 2.237, 2.709, 3.178, 3.611])),
     "orca": (np.array([1.75, 2.25, 2.75, 3.25, 3.75, 4.25, 4.75]),
-             np.array([-0.215, 0.117, 0.128, 0.130, 0.147, 0.145, 0.165])),
+             np.array([-0.206, 0.170, 0.321, 0.499, 0.804, 1.287, 1.537])),
 }
 
 _SLOPE_HIGH = 1.0  # d log10 B / d log10 E above the table (B ∝ E)
