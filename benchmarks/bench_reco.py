@@ -18,7 +18,14 @@ median 0.81° at ~800 GeV, 0.25° at ~9 TeV, 0.12° at ~100 TeV, 0.078° at ~1 P
 Speed: reconstructed events per CPU second (``time.process_time``) of each stage, after a
 warm-up (numba compilation excluded). Asserts nothing.
 
-Usage: ``python benchmarks/bench_reco.py [--quick] [--seed N] [--geometry arca|orca|both]``
+Usage: ``python benchmarks/bench_reco.py [--quick] [--seed N] [--geometry arca|orca|both] [--pdf pandel|tables]``
+
+``--pdf`` selects the light model of the track likelihood (``tables``: the simulation's light
+tables of the site, :mod:`km3sim.reco.table_pdf`; build them first with ``km3sim tables build``).
+``--compare-pdf N`` instead simulates N single muons (1–100 TeV, isotropic, through a disk of 0.7 ×
+the footprint radius) in the ARCA-115 block (``--light`` picks the ``direct_light`` mode of the
+simulation) and fits the same events with ``pdf: pandel`` and ``pdf: tables``: fits per CPU second
+and median space angle to the muon at the can.
 """
 
 from __future__ import annotations
@@ -114,11 +121,12 @@ def _fmt(x, f="{:.2f}"):
     return "   -" if x is None or not np.isfinite(x) else f.format(x)
 
 
-def track_table(name, n_events, seed):
+def track_table(name, n_events, seed, pdf="pandel", tables="auto"):
     bins = GEOMETRIES[name][5]
     det, site, t, sim_cpu, n_gen = simulate(name, (14, -14), n_events, bins, seed, GEOMETRIES[name][4], aimed=True)
     n_aimed = len(t["events"])
-    reco, cpu = reconstruct(TrackFit(detector=det, site=site), det, site, t)
+    cfg = TrackFit.Config(pdf=pdf, tables=tables)
+    reco, cpu = reconstruct(TrackFit(cfg, detector=det, site=site), det, site, t)
     ev = t["events"]
     n_trig = len(t["triggered_events"])
     g = reco[reco["rec_stage"] == JMUONGANDALF]
@@ -201,12 +209,62 @@ def shower_table(name, n_events, seed):
     return len(c) / cpu
 
 
+def compare_pdfs(n_muons, seed, light="direct", tables="auto", energy=(1e3, 1e5)):
+    """Fit the same ARCA-115 single muons with pdf: pandel and pdf: tables (see the module notes)."""
+    from km3sim.reco.samples import single_muons
+
+    build, site_name, k40, trig, *_ = GEOMETRIES["arca"]
+    det = build(115)
+    site = SITE_PRESETS[site_name]
+    events, tracks = single_muons(det, n_muons, energy_gev=energy, seed=seed)
+    t0 = time.process_time()
+    dl = {"mode": "tables", "tables": tables} if light == "tables" else {"mode": light}
+    t = simulate_chain(det, site, {"events": events, "mc_tracks": tracks}, seed=seed,
+                       configs={"pmt_response": {"k40_rate_hz": k40}, "trigger": trig, "direct_light": dl})
+    sim_cpu = time.process_time() - t0
+    tr = t["mc_tracks"]
+    mu = tr[(np.abs(tr["pdgid"]) == 13) & (tr["parent_id"] < 0)]
+    print(f"\nARCA-115, {n_muons} single muons {energy[0]:g}-{energy[1]:g} GeV (log-uniform, isotropic), direct_light "
+          f"mode {light}: {len(t['triggered_events'])} triggered; simulation {sim_cpu:.0f} s CPU; seed {seed}")
+    print(f"{'pdf':>8} {'fits':>5} {'conv.':>5} {'fits/s':>7} {'ms/fit':>7} {'med°':>6} {'68%°':>6} {'β0<1°: n':>8} {'med°':>6}")
+    out = {}
+    for pdf in ("pandel", "tables"):
+        stage = TrackFit(TrackFit.Config(pdf=pdf, tables=tables), detector=det, site=site)
+        reco, cpu = reconstruct(stage, det, site, t)
+        g = reco[reco["rec_stage"] == JMUONGANDALF]
+        ok = g["status"] == 0
+        mdir = np.full((len(g), 3), np.nan)
+        for i, e in enumerate(g["event_id"]):
+            m = mu[mu["event_id"] == e]
+            if len(m):
+                mdir[i] = [m["dir_x"][0], m["dir_y"][0], m["dir_z"][0]]
+        ang = _angle_deg(_dirs(g), mdir)[ok]
+        cut = g["beta0_rad"][ok] < math.radians(1.0)
+        out[pdf] = ang
+        print(f"{pdf:>8} {len(g):5d} {int(ok.sum()):5d} {len(g) / cpu:7.2f} {cpu / max(len(g), 1) * 1e3:7.0f} "
+              f"{_fmt(np.median(ang) if len(ang) else np.nan):>6} "
+              f"{_fmt(np.percentile(ang, 68) if len(ang) else np.nan):>6} {int(cut.sum()):8d} "
+              f"{_fmt(np.median(ang[cut]) if cut.any() else np.nan):>6}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small samples (a few minutes)")
     ap.add_argument("--seed", type=int, default=20261)
     ap.add_argument("--geometry", choices=("arca", "orca", "both"), default="both")
+    ap.add_argument("--pdf", choices=("pandel", "tables"), default="pandel", help="light model of the track likelihood")
+    ap.add_argument("--tables", default="auto", help="light-table file for --pdf tables / --light tables (default: auto)")
+    ap.add_argument("--compare-pdf", type=int, default=0, metavar="N",
+                    help="only: fit N ARCA-115 single muons (1-100 TeV) with pdf pandel and tables")
+    ap.add_argument("--light", choices=("direct", "tables", "photons"), default="direct",
+                    help="--compare-pdf: direct_light mode of the simulated sample")
+    ap.add_argument("--energy", type=float, nargs=2, default=(1e3, 1e5), metavar=("LO", "HI"),
+                    help="--compare-pdf: muon energy range [GeV] (default 1e3 1e5)")
     args = ap.parse_args()
+    if args.compare_pdf:
+        compare_pdfs(args.compare_pdf, args.seed, args.light, args.tables, tuple(args.energy))
+        return
     n_shower = 12 if args.quick else 50
     names = ["arca", "orca"] if args.geometry == "both" else [args.geometry]
     print(f"km3sim reconstruction benchmark ({'quick' if args.quick else 'full'}): νμ CC (see each table) and {n_shower} νe CC "
@@ -214,7 +272,7 @@ def main() -> None:
     speeds = {}
     for name in names:
         n_track = GEOMETRIES[name][6][0 if args.quick else 1]
-        speeds[f"{name} track"] = track_table(name, n_track, args.seed)
+        speeds[f"{name} track"] = track_table(name, n_track, args.seed, args.pdf, args.tables)
         speeds[f"{name} shower"] = shower_table(name, n_shower, args.seed + 1)
     print("\nreconstructed events per second per core: " + ", ".join(f"{k} {v:.1f}" for k, v in speeds.items()))
 

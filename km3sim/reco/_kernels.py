@@ -769,9 +769,174 @@ def _pmt_track_geometry(px, py, pz, ux, uy, uz, xx, xy, xz, ax, ay, az, k, c, si
     return L, d, L + k * d, cp
 
 
+# ------------------------------------------------------------------------------------------
+# Light-table lookups of the likelihood kernels. A table set is passed to the kernels as
+#   d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2
+# (km3sim.reco.pdf.LightTables.track_kernel_args). Two layouts (PHYSICS.md §9.1):
+#   n_phi == 0: the orientation is the cosine c between the direct Cherenkov photon and the PMT
+#     axis, one axis of npe_d (n_d, n_c) and pdf/cdf (n_d, n_cp, n_t) (n_cp = 1: no c dependence);
+#   n_phi >= 2: the orientation is the PMT axis in the track frame, polar angle θ from the track
+#     direction (nodes c0 + a·dc) and azimuth φ ∈ [0, π] about it (φ = 0 pointing away from the
+#     track; n_phi uniform nodes), flattened as a·n_phi + b on the second axis (the layout of
+#     the simulation's light tables, km3sim.propagation.tables).
+# The distance coordinate is d (d_scale == 0) or ln(1 + d/d_scale) (d_scale > 0), uniform from d0
+# with step dd on the pdf/cdf grid; npe_d (d × expected pe of a unit-brightness track) may be
+# sampled more finely over the same range (its step is dd·(n_pdf − 1)/(n_npe − 1)).
+# A second light component (npe_d2, pdf2, cdf2, same grids) enters with the fraction w2 of the
+# light: expected pe B·((1 − w2)·m1 + w2·m2) and time PDF the npe-weighted mixture; w2 = 0 skips it.
+# ------------------------------------------------------------------------------------------
+@nb.njit(cache=True)
+def _pmt_track_orientation(px, py, pz, ux, uy, uz, xx, xy, xz, ax, ay, az, k, c, sin_c, cos_c, n_phi):
+    """(L, d, c·t_direct, o1, o2) of a PMT at x with axis a and a track (p, u): o1 = cosine of the
+    direct photon with the PMT axis (n_phi == 0, o2 = 0) or o1 = θ, o2 = φ of the PMT axis in the
+    track frame (n_phi ≥ 2; see the notes above)."""
+    if n_phi == 0:
+        L, d, ct, cp = _pmt_track_geometry(px, py, pz, ux, uy, uz, xx, xy, xz, ax, ay, az, k, c, sin_c, cos_c)
+        return L, d, ct, cp, 0.0
+    vx = xx - px
+    vy = xy - py
+    vz = xz - pz
+    L = vx * ux + vy * uy + vz * uz
+    d2 = vx * vx + vy * vy + vz * vz - L * L
+    d = math.sqrt(d2) if d2 > 0.0 else 0.0
+    if d > 1e-9:
+        e1x = (vx - L * ux) / d
+        e1y = (vy - L * uy) / d
+        e1z = (vz - L * uz) / d
+    else:  # on the track: any perpendicular direction
+        if abs(ux) < 0.9:
+            e1x, e1y, e1z = 0.0, -uz, uy
+        else:
+            e1x, e1y, e1z = -uz, 0.0, ux
+        nn = math.sqrt(e1x * e1x + e1y * e1y + e1z * e1z)
+        e1x /= nn
+        e1y /= nn
+        e1z /= nn
+    e2x = uy * e1z - uz * e1y
+    e2y = uz * e1x - ux * e1z
+    e2z = ux * e1y - uy * e1x
+    c3 = ax * ux + ay * uy + az * uz
+    c1 = ax * e1x + ay * e1y + az * e1z
+    c2 = abs(ax * e2x + ay * e2y + az * e2z)
+    theta = math.acos(min(1.0, max(-1.0, c3)))
+    rho = math.sqrt(c1 * c1 + c2 * c2)
+    phi = math.acos(min(1.0, max(-1.0, c1 / rho))) if rho > 0.0 else 0.0
+    return L, d, L + k * d, theta, phi
+
+
+@nb.njit(cache=True)
+def _dcoord(d, d_scale):
+    """Distance coordinate of the tables: d, or ln(1 + d/d_scale) for d_scale > 0."""
+    return math.log1p(d / d_scale) if d_scale > 0.0 else d
+
+
+@nb.njit(cache=True)
+def _npe_o(npe_d, xd, d, o1, o2, d0, dd, c0, dc, n_pdf_d, n_phi, d_floor):
+    """Expected pe of a unit-brightness track from d × npe at distance coordinate xd (see the notes)."""
+    nd = npe_d.shape[0]
+    i, fi = _cell(xd, d0, dd * (n_pdf_d - 1) / (nd - 1), nd)
+    if n_phi == 0:
+        q, fc = _cell(o1, c0, dc, npe_d.shape[1])
+        v0 = npe_d[i, q] + fc * (npe_d[i, q + 1] - npe_d[i, q])
+        v1 = npe_d[i + 1, q] + fc * (npe_d[i + 1, q + 1] - npe_d[i + 1, q])
+        return (v0 + fi * (v1 - v0)) / max(d, d_floor)
+    a, fa = _cell(o1, c0, dc, npe_d.shape[1] // n_phi)
+    b, fb = _cell(o2, 0.0, math.pi / (n_phi - 1), n_phi)
+    v = 0.0
+    for di in range(2):
+        wi = fi if di == 1 else 1.0 - fi
+        for da in range(2):
+            wa = fa if da == 1 else 1.0 - fa
+            for db in range(2):
+                wb = fb if db == 1 else 1.0 - fb
+                v += wi * wa * wb * npe_d[i + di, (a + da) * n_phi + b + db]
+    return v / max(d, d_floor)
+
+
+@nb.njit(cache=True)
+def _tab_o(tab, xd, o1, o2, t, d0, dd, c0, dc, n_phi, t0, dt):
+    """Interpolate a pdf/cdf table at (xd, o1, o2, t) (see the notes).
+
+    n_phi == 0: (n_d, n_c, n_t) table of the PDF/CDF. n_phi ≥ 2: (n_d, n_θ·n_φ, n_t + 1) table
+    of npe × PDF (CDF) on the nodes with the node's npe in the last column; the result is the
+    npe-weighted mixture of the corners, Σ w·npe·f / Σ w·npe (0 where no corner has light)."""
+    if n_phi == 0:
+        return _table_t(tab, xd, o1, t, d0, dd, c0, dc, t0, dt)
+    nd = tab.shape[0]
+    nt = tab.shape[2] - 1
+    i, fi = _cell(xd, d0, dd, nd)
+    j, ft = _cell(t, t0, dt, nt)
+    a, fa = _cell(o1, c0, dc, tab.shape[1] // n_phi)
+    b, fb = _cell(o2, 0.0, math.pi / (n_phi - 1), n_phi)
+    v = 0.0
+    w = 0.0
+    for di in range(2):
+        wi = fi if di == 1 else 1.0 - fi
+        for da in range(2):
+            wa = fa if da == 1 else 1.0 - fa
+            for db in range(2):
+                wb = fb if db == 1 else 1.0 - fb
+                q = (a + da) * n_phi + b + db
+                lo = tab[i + di, q, j]
+                ww = wi * wa * wb
+                v += ww * (lo + ft * (tab[i + di, q, j + 1] - lo))
+                w += ww * tab[i + di, q, nt]
+    return v / w if w > 0.0 else 0.0
+
+
+@nb.njit(cache=True)
+def _signal_npe(xd, d, o1, o2, d0, dd, c0, dc, npe_d, pdf, n_phi, w2, npe_d2, pdf2, d_floor):
+    """Expected pe (m1, m2) of the two light components of a unit-brightness track (m2 = 0 if w2 = 0)."""
+    m1 = _npe_o(npe_d, xd, d, o1, o2, d0, dd, c0, dc, pdf.shape[0], n_phi, d_floor)
+    if w2 <= 0.0:
+        return m1, 0.0
+    m2 = _npe_o(npe_d2, xd, d, o1, o2, d0, dd, c0, dc, pdf2.shape[0], n_phi, d_floor)
+    return (1.0 - w2) * m1, w2 * m2
+
+
+@nb.njit(cache=True)
+def _signal_t(tab, tab2, m1, m2, xd, o1, o2, t, d0, dd, c0, dc, n_phi, t0, dt):
+    """m1·tab(t) + m2·tab2(t): npe-weighted pdf or cdf of the light components."""
+    v = m1 * _tab_o(tab, xd, o1, o2, t, d0, dd, c0, dc, n_phi, t0, dt)
+    if m2 > 0.0:
+        v += m2 * _tab_o(tab2, xd, o1, o2, t, d0, dd, c0, dc, n_phi, t0, dt)
+    return v
+
+
+@nb.njit(cache=True)
+def track_light(p, u, pos, pdir, t_res, k, c, sin_c, cos_c, brightness, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf,
+                cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2):
+    """Expected signal pe m, PDF f(t_res) and CDF F(t_res) of the light of track (p, u) at PMTs
+    (pos, pdir) as the likelihood kernels see them (for checks and plots).
+
+    Returns
+    -------
+    m, f, F : float arrays (n,)
+    """
+    n = pos.shape[0]
+    m = np.empty(n)
+    f = np.empty(n)
+    F = np.empty(n)
+    for i in range(n):
+        L, d, ct, o1, o2 = _pmt_track_orientation(p[0], p[1], p[2], u[0], u[1], u[2], pos[i, 0], pos[i, 1],
+                                                  pos[i, 2], pdir[i, 0], pdir[i, 1], pdir[i, 2], k, c, sin_c, cos_c,
+                                                  n_phi)
+        xd = _dcoord(d, d_scale)
+        m1, m2 = _signal_npe(xd, d, o1, o2, d0, dd, c0, dc, npe_d, pdf, n_phi, w2, npe_d2, pdf2, d_floor)
+        mm = m1 + m2
+        m[i] = brightness * mm
+        if mm > 0.0:
+            f[i] = _signal_t(pdf, pdf2, m1, m2, xd, o1, o2, t_res[i], d0, dd, c0, dc, n_phi, tt0, dt) / mm
+            F[i] = _signal_t(cdf, cdf2, m1, m2, xd, o1, o2, t_res[i], d0, dd, c0, dc, n_phi, tt0, dt) / mm
+        else:
+            f[i] = 0.0
+            F[i] = 0.0
+    return m, f, F
+
+
 @nb.njit(cache=True)
 def gandalf_terms(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                  d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, out):
+                  d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, out):
     """−ln L of each selected hit for the track of parameters x (JMuonGandalf-like likelihood).
 
     Each selected hit is the first hit of its PMT with a time residual in [t_lo, t_hi]. The
@@ -786,18 +951,22 @@ def gandalf_terms(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightne
     p, u, _ = track_point_direction(x, u0, f1, f2, cog)
     total = 0.0
     for i in range(t.shape[0]):
-        L, d, ct, cp = _pmt_track_geometry(p[0], p[1], p[2], u[0], u[1], u[2], pos[i, 0], pos[i, 1], pos[i, 2],
-                                           pdir[i, 0], pdir[i, 1], pdir[i, 2], k, c, sin_c, cos_c)
+        L, d, ct, o1, o2 = _pmt_track_orientation(p[0], p[1], p[2], u[0], u[1], u[2], pos[i, 0], pos[i, 1],
+                                                  pos[i, 2], pdir[i, 0], pdir[i, 1], pdir[i, 2], k, c, sin_c, cos_c,
+                                                  n_phi)
         tr = t[i] - x[4] - ct / c
-        m = brightness * _npe(npe_d, d, cp, d0, dd, c0, dc, d_floor)
-        f = _table_t(pdf, d, cp, tr, d0, dd, c0, dc, tt0, dt)
+        xd = _dcoord(d, d_scale)
+        m1, m2 = _signal_npe(xd, d, o1, o2, d0, dd, c0, dc, npe_d, pdf, n_phi, w2, npe_d2, pdf2, d_floor)
+        m1 *= brightness
+        m2 *= brightness
+        mf = _signal_t(pdf, pdf2, m1, m2, xd, o1, o2, tr, d0, dd, c0, dc, n_phi, tt0, dt)
         trc = min(max(tr, t_lo), t_hi)
-        F = _table_t(cdf, d, cp, trc, d0, dd, c0, dc, tt0, dt)
-        Flo = _table_t(cdf, d, cp, t_lo, d0, dd, c0, dc, tt0, dt)
-        Fhi = _table_t(cdf, d, cp, t_hi, d0, dd, c0, dc, tt0, dt)
-        lam = m * f + rate_bg
-        big_l = m * (F - Flo) + rate_bg * (trc - t_lo)
-        big_w = m * (Fhi - Flo) + rate_bg * (t_hi - t_lo)
+        mF = _signal_t(cdf, cdf2, m1, m2, xd, o1, o2, trc, d0, dd, c0, dc, n_phi, tt0, dt)
+        mFlo = _signal_t(cdf, cdf2, m1, m2, xd, o1, o2, t_lo, d0, dd, c0, dc, n_phi, tt0, dt)
+        mFhi = _signal_t(cdf, cdf2, m1, m2, xd, o1, o2, t_hi, d0, dd, c0, dc, n_phi, tt0, dt)
+        lam = mf + rate_bg
+        big_l = (mF - mFlo) + rate_bg * (trc - t_lo)
+        big_w = (mFhi - mFlo) + rate_bg * (t_hi - t_lo)
         term = -math.log(lam) + big_l + math.log(-math.expm1(-big_w))
         out[i] = term
         total += term
@@ -806,7 +975,7 @@ def gandalf_terms(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightne
 
 @nb.njit(cache=True)
 def _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                    d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, steps, tp, tm):
+                    d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, steps, tp, tm):
     """Gradient of −ln L and the BHHH matrix Σ s_i s_iᵀ of the per-hit scores (central differences)."""
     n = t.shape[0]
     jac = np.empty((n, 5))
@@ -816,9 +985,9 @@ def _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, bright
         xp[a] += steps[a]
         xm[a] -= steps[a]
         gandalf_terms(xp, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, tp)
+                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, tp)
         gandalf_terms(xm, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, tm)
+                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, tm)
         for i in range(n):
             jac[i, a] = (tp[i] - tm[i]) / (2.0 * steps[a])
     g = np.zeros(5)
@@ -836,7 +1005,7 @@ def _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, bright
 
 @nb.njit(cache=True)
 def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, steps, max_iter):
+                d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, steps, max_iter):
     """Maximum-likelihood track fit (JMuonGandalf-like): quasi-Newton iterations with
     Levenberg–Marquardt damping on −ln L of :func:`gandalf_terms`.
 
@@ -861,11 +1030,11 @@ def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightnes
     tp = np.empty(n)
     tm = np.empty(n)
     f = gandalf_terms(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, buf)
+                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, buf)
     if not np.isfinite(f):
         return x, f, 0, False
     g, h = _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                           d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, steps, tp, tm)
+                           d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, steps, tp, tm)
     floor = np.empty(5)
     for a in range(5):
         floor[a] = 1e-6 / (steps[a] * steps[a])
@@ -883,7 +1052,7 @@ def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightnes
             if good:
                 xn = x + step
                 fn = gandalf_terms(xn, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg,
-                                   t_lo, t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, buf)
+                                   t_lo, t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, buf)
                 if np.isfinite(fn) and fn <= f:
                     accepted = True
                     break
@@ -897,7 +1066,7 @@ def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightnes
         if gain < 1e-4:
             break
         gn, hb = _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo,
-                                 t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, steps, tp, tm)
+                                 t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, steps, tp, tm)
         # BFGS update of the curvature with s = step, y = gn - g (skipped unless s·y > 0)
         y = gn - g
         sy = 0.0
@@ -919,7 +1088,7 @@ def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightnes
 
 @nb.njit(cache=True)
 def gandalf_hessian(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                    d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, steps):
+                    d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, steps):
     """Hessian of the total −ln L at x by central second differences with ``steps``."""
     n = t.shape[0]
     buf = np.empty(n)
@@ -927,7 +1096,7 @@ def gandalf_hessian(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, bright
 
     def fval(xx):
         return gandalf_terms(xx, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                             d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, buf)
+                             d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, buf)
 
     f0 = fval(x)
     for a in range(5):
@@ -984,7 +1153,7 @@ def select_first_hits(p, u, t0, hit_pmt, t, pmt_pos, pmt_dir, k, c, sin_c, cos_c
 
 @nb.njit(cache=True)
 def road_pmt_expectations(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, k, c, sin_c, cos_c, road,
-                          t_lo, t_hi, z_min, z_max, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf):
+                          t_lo, t_hi, z_min, z_max, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2):
     """Per PMT within ``road`` of the track (p, u, t0), whose direct-light emission point lies
     in [z_min, z_max] along the track: the expected signal pe in the time window of a
     unit-brightness track, a_i = m(d, c)·(F(t_hi) − F(t_lo)), and the summed charge of its hits
@@ -1036,11 +1205,13 @@ def road_pmt_expectations(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pm
         ze = L - d * cot_c
         if ze < z_min or ze > z_max:
             continue
-        L2, d, ct, cp = _pmt_track_geometry(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
-                                            pmt_pos[q, 2], pmt_dir[q, 0], pmt_dir[q, 1], pmt_dir[q, 2], k, c, sin_c, cos_c)
-        mm = _npe(npe_d, d, cp, d0, dd, c0, dc, d_floor)
-        w = _table_t(cdf, d, cp, t_hi, d0, dd, c0, dc, tt0, dt) - _table_t(cdf, d, cp, t_lo, d0, dd, c0, dc, tt0, dt)
-        a[m] = mm * w
+        L2, d, ct, o1, o2 = _pmt_track_orientation(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
+                                                   pmt_pos[q, 2], pmt_dir[q, 0], pmt_dir[q, 1], pmt_dir[q, 2], k, c,
+                                                   sin_c, cos_c, n_phi)
+        xd = _dcoord(d, d_scale)
+        m1, m2 = _signal_npe(xd, d, o1, o2, d0, dd, c0, dc, npe_d, pdf, n_phi, w2, npe_d2, pdf2, d_floor)
+        a[m] = (_signal_t(cdf, cdf2, m1, m2, xd, o1, o2, t_hi, d0, dd, c0, dc, n_phi, tt0, dt)
+                - _signal_t(cdf, cdf2, m1, m2, xd, o1, o2, t_lo, d0, dd, c0, dc, n_phi, tt0, dt))
         charge[m] = -charge_of[q] if saturated[q] else charge_of[q]
         z[m] = ze
         dist[m] = d
@@ -1138,7 +1309,7 @@ def build_l1_any(dom, t, tmax):
 
 @nb.njit(cache=True)
 def road_llr(p, u, t0, brightness, hit_pmt, t, pmt_pos, pmt_dir, pmt_ok, k, c, sin_c, cos_c, road, t_lo, t_hi,
-             rate_bg, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf):
+             rate_bg, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2):
     """Log-likelihood ratio of track (p, u, t0) with brightness B against background only, over
     all usable PMTs within ``road``: for a PMT whose first hit in the window [t_lo, t_hi] (time
     residual) is at t, ln(1 + B m f(t)/r_b) − B m (F(t) − F(t_lo)); for a PMT without a hit in
@@ -1177,15 +1348,20 @@ def road_llr(p, u, t0, brightness, hit_pmt, t, pmt_pos, pmt_dir, pmt_ok, k, c, s
         L = vx * u[0] + vy * u[1] + vz * u[2]
         if vx * vx + vy * vy + vz * vz - L * L > road2:
             continue
-        L, d, ct, cp = _pmt_track_geometry(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
-                                           pmt_pos[q, 2], pmt_dir[q, 0], pmt_dir[q, 1], pmt_dir[q, 2], k, c, sin_c, cos_c)
-        m = brightness * _npe(npe_d, d, cp, d0, dd, c0, dc, d_floor)
-        flo = _table_t(cdf, d, cp, t_lo, d0, dd, c0, dc, tt0, dt)
+        L, d, ct, o1, o2 = _pmt_track_orientation(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
+                                                  pmt_pos[q, 2], pmt_dir[q, 0], pmt_dir[q, 1], pmt_dir[q, 2], k, c,
+                                                  sin_c, cos_c, n_phi)
+        xd = _dcoord(d, d_scale)
+        m1, m2 = _signal_npe(xd, d, o1, o2, d0, dd, c0, dc, npe_d, pdf, n_phi, w2, npe_d2, pdf2, d_floor)
+        m1 *= brightness
+        m2 *= brightness
+        mflo = _signal_t(cdf, cdf2, m1, m2, xd, o1, o2, t_lo, d0, dd, c0, dc, n_phi, tt0, dt)
         if np.isnan(first[q]):
-            llr -= m * (_table_t(cdf, d, cp, t_hi, d0, dd, c0, dc, tt0, dt) - flo)
+            llr -= _signal_t(cdf, cdf2, m1, m2, xd, o1, o2, t_hi, d0, dd, c0, dc, n_phi, tt0, dt) - mflo
         else:
             tr = first[q]
-            f = _table_t(pdf, d, cp, tr, d0, dd, c0, dc, tt0, dt)
-            llr += math.log1p(m * f / rate_bg) - m * (_table_t(cdf, d, cp, tr, d0, dd, c0, dc, tt0, dt) - flo)
+            mf = _signal_t(pdf, pdf2, m1, m2, xd, o1, o2, tr, d0, dd, c0, dc, n_phi, tt0, dt)
+            llr += math.log1p(mf / rate_bg) - (_signal_t(cdf, cdf2, m1, m2, xd, o1, o2, tr, d0, dd, c0, dc, n_phi,
+                                                         tt0, dt) - mflo)
             n_hit += 1
     return llr, n_hit

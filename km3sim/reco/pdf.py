@@ -170,6 +170,26 @@ class LightTables:
         Its cumulative distribution from −∞.
     name : str
         Where the tables come from.
+    n_phi : int
+        0: the orientation axis is the cosine c (above). ≥ 2: it is the PMT axis in the track
+        frame, polar angle θ (nodes c0 + a·dc, a < n_θ) from the track direction and azimuth
+        φ ∈ [0, π] about it (φ = 0 pointing away from the track; ``n_phi`` uniform nodes),
+        flattened as a·n_phi + b (the layout of the simulation's light tables; the track fit
+        then uses the DOM centre as the point of the PMT, see :mod:`km3sim.reco.table_pdf`).
+        ``pdf``/``cdf`` then have shape (n_d, n_θ·n_φ, n_t + 1) and hold npe × PDF (CDF) on
+        the nodes with the node's npe in the last column: the kernels interpolate the
+        npe-weighted mixture of the corners.
+    d_scale : float
+        0: the distance axis is d. > 0: it is ln(1 + d/d_scale) [d0, dd in that coordinate].
+        ``npe_d`` may have more distance nodes than ``pdf`` over the same range (finer).
+    npe_d2, pdf2, cdf2 : ndarray or None
+        A second light component on the same grids (e.g. the EM showers of the muon's
+        continuous losses): the kernels take the expected pe B·((1 − w)·m1 + w·m2) and the
+        npe-weighted mixture of the time PDFs, w the component's fraction of the light
+        (:meth:`track_kernel_args`).
+    n_phase, n_group : float or None
+        Refractive indices with which the tables' time residuals are defined (None: those of
+        the fit configuration).
     """
 
     d0: float
@@ -182,20 +202,63 @@ class LightTables:
     pdf: np.ndarray
     cdf: np.ndarray
     name: str = ""
+    n_phi: int = 0
+    d_scale: float = 0.0
+    npe_d2: np.ndarray | None = None
+    pdf2: np.ndarray | None = None
+    cdf2: np.ndarray | None = None
+    n_phase: float | None = None
+    n_group: float | None = None
 
     @property
     def t_max(self) -> float:
-        return self.t0 + self.dt * (self.pdf.shape[2] - 1)
+        """Largest tabulated time residual [ns]."""
+        return self.t0 + self.dt * (self.pdf.shape[2] - (2 if self.n_phi else 1))
 
     @property
     def d_max(self) -> float:
-        return self.d0 + self.dd * (self.npe_d.shape[0] - 1)
+        """Largest tabulated distance [m]."""
+        x = self.d0 + self.dd * (self.pdf.shape[0] - 1)
+        return float(self.d_scale * math.expm1(x)) if self.d_scale > 0 else float(x)
+
+    @property
+    def has_second_component(self) -> bool:
+        return self.npe_d2 is not None
 
     def kernel_args(self) -> tuple:
-        """The tuple the numba kernels take: (d0, dd, c0, dc, t0, dt, npe_d, pdf, cdf)."""
+        """The tuple the (d, c) kernels take: (d0, dd, c0, dc, t0, dt, npe_d, pdf, cdf).
+
+        Raises
+        ------
+        ConfigError
+            For (R, θ, φ) tables (``n_phi`` > 0), which only the track fit's kernels read
+            (:meth:`track_kernel_args`).
+        """
+        if self.n_phi or self.d_scale or self.npe_d2 is not None:
+            raise ConfigError(f"light tables {self.name!r} are (R, theta, phi) tables of the track fit "
+                              "(pdf: tables); this fit supports only (d, cos) tables such as pdf: pandel")
         return (float(self.d0), float(self.dd), float(self.c0), float(self.dc), float(self.t0), float(self.dt),
                 np.ascontiguousarray(self.npe_d, dtype=np.float64), np.ascontiguousarray(self.pdf, dtype=np.float64),
                 np.ascontiguousarray(self.cdf, dtype=np.float64))
+
+    def track_kernel_args(self, w2: float = 0.0) -> tuple:
+        """The tuple the track-fit kernels take (:mod:`km3sim.reco._kernels`): (d0, dd, c0, dc, t0,
+        dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2), with ``w2`` the fraction of
+        the light in the second component (ignored, 0, without one; dummy arrays then)."""
+        f8 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+        if self.npe_d2 is None:
+            w2 = 0.0
+            n2, p2, c2 = _DUMMY_NPE, _DUMMY_T, _DUMMY_T
+        else:
+            n2, p2, c2 = f8(self.npe_d2), f8(self.pdf2), f8(self.cdf2)
+        return (float(self.d0), float(self.dd), float(self.c0), float(self.dc), float(self.t0), float(self.dt),
+                f8(self.npe_d), f8(self.pdf), f8(self.cdf), int(self.n_phi), float(self.d_scale),
+                float(min(max(w2, 0.0), 1.0)), n2, p2, c2)
+
+
+#: Placeholders of an absent second light component in :meth:`LightTables.track_kernel_args`.
+_DUMMY_NPE = np.zeros((2, 2))
+_DUMMY_T = np.zeros((2, 1, 2))
 
 
 def convoluted_pandel_tables(d_grid, t_grid, sigma_ns: float, params: PandelParameters = PANDEL_SEA_WATER,
@@ -304,6 +367,22 @@ def _pandel_factory(water, tts_ns: float) -> LightTables:
 
 
 register_light_tables("pandel", _pandel_factory)
+
+
+def _tables_factory(water, tts_ns: float) -> LightTables:
+    """The simulation's light tables for this water ('auto', :mod:`km3sim.reco.table_pdf`):
+    (R, θ, φ) tables that only the track fit reads (``kernel_args`` refuses them)."""
+    from km3sim.propagation.tables import find_light_tables, physics_parameters, table_cache_dir
+    from km3sim.reco.table_pdf import muon_table_light_tables
+
+    path = find_light_tables(physics_parameters(water))
+    if path is None:
+        raise ConfigError(f"light-table provider 'tables': no light table for {water.pressure_atm} atm water in "
+                          f"{table_cache_dir()}; build one with `km3sim tables build --site <site>`")
+    return muon_table_light_tables(path, tts_ns)
+
+
+register_light_tables("tables", _tables_factory)
 
 
 @functools.lru_cache(maxsize=16)

@@ -28,8 +28,11 @@ application that made them (km3io ``_definitions/reconstruction.py``, PHYSICS.md
 3. :data:`JMUONGANDALF` (3) — maximum-likelihood fit of the arrival times (JMuonGandalf-like)
    from the ``n_gandalf`` best candidates: the first hit of every PMT within ``road_width_m``
    with a residual in [``t_min_ns``, ``t_max_ns``], with the time-residual PDF and expected
-   photo-electrons of :mod:`km3sim.reco.pdf` (convoluted Pandel by default; ``pdf`` selects
-   another provider, e.g. light tables) scaled by the track brightness B, and a constant
+   photo-electrons of :mod:`km3sim.reco.pdf` (convoluted Pandel by default; ``pdf: tables``
+   takes them from the simulation's light tables by distance and PMT orientation (R, θ, φ),
+   with the light of the continuous-loss showers as a second component,
+   :mod:`km3sim.reco.table_pdf`; other providers via ``register_light_tables``) scaled by the
+   track brightness B, and a constant
    background rate (the ⁴⁰K singles rate, ``background_rate_hz``); see
    :func:`~km3sim.reco._kernels.gandalf_terms`. B is fitted first to the PMT charges on the
    candidate track. Minimised by quasi-Newton iterations with Levenberg–Marquardt damping
@@ -70,6 +73,7 @@ from km3sim.detector.pmt import time_over_threshold, time_slewing_ns
 from km3sim.errors import StageError
 from km3sim.reco import _kernels as K
 from km3sim.reco.pdf import D_FLOOR_M, light_tables
+from km3sim.reco.table_pdf import shower_fraction_of_brightness, track_light_tables
 from km3sim.schema import empty_table, make_table
 from km3sim.stage import Stage, StageConfig, StageContext, register_stage
 from km3sim.table import Table
@@ -117,7 +121,9 @@ class TrackFitConfig(StageConfig):
     tts_ns: float = Field(2.0, gt=0, description="PMT transit-time spread σ: residual scale of the simplex fit and Gaussian of the PDF (PHYSICS.md §12)")
     slewing: bool = Field(True, description="correct hit times for the time slewing of their ToT (PHYSICS.md §7.3)")
     background_rate_hz: float | None = Field(None, ge=0, description="background rate per PMT in the likelihood; default: 7 kHz ORCA, 6 kHz ARCA (PHYSICS.md §12)")
-    pdf: str = Field("pandel", description="light-table provider of the likelihood (km3sim.reco.pdf.register_light_tables)")
+    pdf: str = Field("pandel", description="light model of the likelihood: 'tables' (the simulation's light tables, km3sim.reco.table_pdf) or a provider of km3sim.reco.pdf.register_light_tables ('pandel')")
+    tables: str = Field("auto", description="pdf: tables: light-table file, or 'auto' (the cached table of the site's water, as direct_light mode tables finds it)")
+    table_dir: str | None = Field(None, description="pdf: tables with tables: auto: directory to search (default $KM3SIM_TABLE_DIR, ~/.cache/km3sim/tables)")
     l1_tmax_ns: float = Field(25.0, gt=0, description="L1 coincidence window on one DOM (Jpp TMaxLocal_ns)")
     min_hits: int = Field(5, ge=5, description="minimum L1 hits for a prefit and hits for each fit")
     prefit_n_directions: int = Field(500, ge=10, description="directions of the prefit scan over the full sphere")
@@ -213,11 +219,23 @@ class TrackFitter:
         self.sin_c = math.sqrt(1.0 - cos_c * cos_c)
         self.k = (cfg.n_group - cos_c) / self.sin_c
         self.c = C.C_LIGHT
-        self.tables = light_tables(cfg.pdf, site, cfg.tts_ns)
+        if cfg.pdf == "tables":
+            self.tables = track_light_tables(site, cfg.tts_ns, cfg.tables, cfg.table_dir)
+        else:
+            self.tables = light_tables(cfg.pdf, site, cfg.tts_ns)
         if self.tables.t0 > cfg.t_min_ns or self.tables.t_max < cfg.t_max_ns:
             raise StageError(f"track_fit: light tables {self.tables.name!r} cover residuals "
                              f"[{self.tables.t0}, {self.tables.t_max}] ns, the fit window is [{cfg.t_min_ns}, {cfg.t_max_ns}] ns")
-        self.targs = self.tables.kernel_args()
+        # likelihood geometry: the tables' time residuals are defined with their own Cherenkov
+        # angle and group index, and (R, theta, phi) tables with the DOM centre as the PMT's point
+        t = self.tables
+        n_ph = t.n_phase if t.n_phase is not None else cfg.n_phase
+        n_g = t.n_group if t.n_group is not None else cfg.n_group
+        self.lk_cos = 1.0 / n_ph
+        self.lk_sin = math.sqrt(1.0 - self.lk_cos**2)
+        self.lk_k = (n_g - self.lk_cos) / self.lk_sin
+        self.lk_n_phase = n_ph
+        self.targs = t.track_kernel_args(0.0)
         self.scan_dirs = _fibonacci_sphere(cfg.prefit_n_directions)
         # prefit: hits of direct light within the road have c·t − z' in a band k·road wide
         self.tau_window = self.k * self.road + 2.0 * self.c * cfg.hit_window_ns
@@ -226,6 +244,10 @@ class TrackFitter:
         self.pmt_pos = np.ascontiguousarray(detector.pmt_pos, dtype=np.float64)
         self.pmt_dir = np.ascontiguousarray(detector.pmt_dir, dtype=np.float64)
         self.pmt_ok = np.ascontiguousarray(getattr(detector, "pmt_usable", detector.pmt_status_ok), dtype=np.bool_)
+        if self.tables.n_phi:
+            self.lik_pos = np.ascontiguousarray(np.asarray(detector.dom_pos, dtype=np.float64)[np.asarray(detector.pmt_dom_index)])
+        else:
+            self.lik_pos = self.pmt_pos
         self.to_energy = brightness_to_energy
         # finite-difference steps of (α, β, a, b, t0) for scores and Hessian
         self.steps = np.array([1e-3, 1e-3, 0.1, 0.1, 0.2])
@@ -337,16 +359,18 @@ class TrackFitter:
         n = len(t)
         return pc, u, tc, cost, n, float(np.sum(r * r)) / (n - 5) if n > 5 else np.nan, math.sqrt(var) if var >= 0 else np.nan
 
-    def brightness(self, ev: EventHits, p, u, t0, z_range=(-np.inf, np.inf)):
+    def brightness(self, ev: EventHits, p, u, t0, z_range=(-np.inf, np.inf), targs=None):
         """Brightness B (unit: a bare β = 1 track) from the charges of the PMTs in the road
-        (:func:`~km3sim.reco._kernels.fit_brightness`).
+        (:func:`~km3sim.reco._kernels.fit_brightness`); ``targs``: the kernels' table arguments
+        (default :attr:`targs`).
 
         Returns (B, ln L gain over background, number of PMTs with hits, number of PMTs)."""
         cfg = self.cfg
         a, charge, z, d = K.road_pmt_expectations(
             np.asarray(p, dtype=np.float64), np.asarray(u, dtype=np.float64), float(t0), ev.pmt, ev.time, ev.charge,
-            self.pmt_pos, self.pmt_dir, self.pmt_ok, self.k, self.c, self.sin_c, self.cos_c, self.road,
-            cfg.t_min_ns, cfg.t_max_ns, float(z_range[0]), float(z_range[1]), D_FLOOR_M, *self.targs,
+            self.lik_pos, self.pmt_dir, self.pmt_ok, self.lk_k, self.c, self.lk_sin, self.lk_cos, self.road,
+            cfg.t_min_ns, cfg.t_max_ns, float(z_range[0]), float(z_range[1]), D_FLOOR_M,
+            *(self.targs if targs is None else targs),
         )
         bg = self.rate_bg * (cfg.t_max_ns - cfg.t_min_ns)
         if len(a) == 0:
@@ -354,32 +378,48 @@ class TrackFitter:
         b, gain = K.fit_brightness(a, charge, bg, 1e-2, 1e7)
         return b, gain, int(np.count_nonzero(charge)), len(a)
 
-    def llr(self, ev: EventHits, p, u, t0, brightness) -> float:
+    def light(self, ev: EventHits, p, u, t0):
+        """Brightness B of the track and the kernels' table arguments for it: with a second light
+        component (the continuous-loss showers of :mod:`km3sim.reco.table_pdf`) its fraction η(B)
+        is updated from B and B refitted (two passes from η = 0); otherwise :attr:`targs`."""
+        targs = self.targs
+        b = self.brightness(ev, p, u, t0, targs=targs)[0]
+        if self.tables.has_second_component:
+            for _ in range(2):
+                if not np.isfinite(b):
+                    break
+                targs = self.tables.track_kernel_args(shower_fraction_of_brightness(b, self.lk_n_phase))
+                b = self.brightness(ev, p, u, t0, targs=targs)[0]
+        return b, targs
+
+    def llr(self, ev: EventHits, p, u, t0, brightness, targs=None) -> float:
         """Road likelihood ratio of a track against background (:func:`~km3sim.reco._kernels.road_llr`)."""
         cfg = self.cfg
         q, _ = K.road_llr(np.asarray(p, dtype=np.float64), np.asarray(u, dtype=np.float64), float(t0), float(brightness),
-                          ev.pmt, ev.time, self.pmt_pos, self.pmt_dir, self.pmt_ok, self.k, self.c, self.sin_c,
-                          self.cos_c, self.road, cfg.t_min_ns, cfg.t_max_ns, self.rate_bg, D_FLOOR_M, *self.targs)
+                          ev.pmt, ev.time, self.lik_pos, self.pmt_dir, self.pmt_ok, self.lk_k, self.c, self.lk_sin,
+                          self.lk_cos, self.road, cfg.t_min_ns, cfg.t_max_ns, self.rate_bg, D_FLOOR_M,
+                          *(self.targs if targs is None else targs))
         return float(q)
 
-    def gandalf(self, ev: EventHits, p, u, t0, brightness):
+    def gandalf(self, ev: EventHits, p, u, t0, brightness, targs=None):
         """Likelihood fit; returns (p, u, t0, lnL, n, chi2_ndf, beta0) or None."""
         cfg = self.cfg
+        targs = self.targs if targs is None else targs
         res = None
         for it in range(2):
             idx = K.select_first_hits(np.asarray(p, dtype=np.float64), np.asarray(u, dtype=np.float64), float(t0),
-                                      ev.pmt, ev.time, self.pmt_pos, self.pmt_dir, self.k, self.c, self.sin_c,
-                                      self.cos_c, self.road, cfg.t_min_ns, cfg.t_max_ns)
+                                      ev.pmt, ev.time, self.lik_pos, self.pmt_dir, self.lk_k, self.c, self.lk_sin,
+                                      self.lk_cos, self.road, cfg.t_min_ns, cfg.t_max_ns)
             if len(idx) < cfg.min_hits:
                 return None
             q = ev.pmt[idx]
-            pos = np.ascontiguousarray(self.pmt_pos[q])
+            pos = np.ascontiguousarray(self.lik_pos[q])
             pdir = np.ascontiguousarray(self.pmt_dir[q])
             t = np.ascontiguousarray(ev.time[idx])
             cog = pos.mean(axis=0)
             x0, f1, f2 = self._frame_x(np.asarray(p, dtype=np.float64), np.asarray(u, dtype=np.float64), float(t0), cog)
-            args = (u, f1, f2, cog, pos, pdir, t, self.k, self.c, self.sin_c, self.cos_c, float(brightness),
-                    self.rate_bg, cfg.t_min_ns, cfg.t_max_ns, D_FLOOR_M, *self.targs)
+            args = (u, f1, f2, cog, pos, pdir, t, self.lk_k, self.c, self.lk_sin, self.lk_cos, float(brightness),
+                    self.rate_bg, cfg.t_min_ns, cfg.t_max_ns, D_FLOOR_M, *targs)
             x, f, n_it, ok = K.gandalf_fit(x0, *args, self.steps, cfg.max_iterations)
             if not ok or not np.all(np.isfinite(x)):
                 return None
@@ -390,8 +430,8 @@ class TrackFitter:
         cog = pos.mean(axis=0)
         pc, tc = self._closest(p, u, t0, cog)
         x, f1, f2 = self._frame_x(pc, u, tc, cog)
-        args = (u, f1, f2, cog, pos, pdir, t, self.k, self.c, self.sin_c, self.cos_c, float(brightness),
-                self.rate_bg, cfg.t_min_ns, cfg.t_max_ns, D_FLOOR_M, *self.targs)
+        args = (u, f1, f2, cog, pos, pdir, t, self.lk_k, self.c, self.lk_sin, self.lk_cos, float(brightness),
+                self.rate_bg, cfg.t_min_ns, cfg.t_max_ns, D_FLOOR_M, *targs)
         h = K.gandalf_hessian(x, *args, self.hess_steps)
         cov = K.invert_matrix(h)
         var = cov[0, 0] + cov[1, 1]
@@ -419,10 +459,10 @@ class TrackFitter:
                 continue
             if any(np.dot(r[1], c[0][1]) > self.cos_dup for c in cands):
                 continue
-            b = self.brightness(ev, r[0], r[1], r[2])[0]
+            b, targs = self.light(ev, r[0], r[1], r[2])
             if not np.isfinite(b):
                 continue
-            cands.append((r, b, self.llr(ev, r[0], r[1], r[2], b)))
+            cands.append((r, b, self.llr(ev, r[0], r[1], r[2], b, targs), targs))
         if not cands:
             return rows
         cands.sort(key=lambda c: -c[2])
@@ -430,19 +470,19 @@ class TrackFitter:
         rows[1].update(pos=p, dir=u, time=t0, likelihood=-cost, n_hits=n, chi2_ndf=chi2, beta0=beta0, status=STATUS_OK)
         # likelihood fit from the best candidates; the winner has the largest road likelihood ratio
         best = None
-        for r, b, _ in cands[: cfg.n_gandalf]:
-            g = self.gandalf(ev, r[0], r[1], r[2], b)
+        for r, b, _, targs in cands[: cfg.n_gandalf]:
+            g = self.gandalf(ev, r[0], r[1], r[2], b, targs)
             if g is None:
                 continue
-            b2 = self.brightness(ev, g[0], g[1], g[2])[0]
-            q = self.llr(ev, g[0], g[1], g[2], b2) if np.isfinite(b2) else -np.inf
+            b2, targs2 = self.light(ev, g[0], g[1], g[2])
+            q = self.llr(ev, g[0], g[1], g[2], b2, targs2) if np.isfinite(b2) else -np.inf
             if best is None or q > best[1]:
-                best = (g, q)
+                best = (g, q, targs2)
         if best is None:
             return rows
         p, u, t0, lnl, n, chi2, beta0 = best[0]
         rows[2].update(pos=p, dir=u, time=t0, likelihood=lnl, n_hits=n, chi2_ndf=chi2, beta0=beta0, status=STATUS_OK)
-        b, gain, n_hit, _ = self.brightness(ev, p, u, t0)
+        b, gain, n_hit, _ = self.brightness(ev, p, u, t0, targs=best[2])
         if np.isfinite(b):
             rows[3].update(pos=p, dir=u, time=t0, energy=float(self.to_energy(b, self.site_name)), likelihood=gain, n_hits=n_hit,
                            beta0=beta0, status=STATUS_OK, brightness=b)
@@ -540,6 +580,13 @@ class TrackFit(Stage):
         super().__init__(config, detector, site)
         self._site_given = site is not None
         self._fitter: TrackFitter | None = None
+
+    @classmethod
+    def input_files(cls, config) -> list[str]:
+        """The light-table file of ``pdf: tables`` (its checksum enters the chain hash)."""
+        if getattr(config, "pdf", None) == "tables" and getattr(config, "tables", "auto") != "auto":
+            return [config.tables]
+        return []
 
     def fitter(self, detector, site=None) -> TrackFitter:
         """The :class:`TrackFitter` of ``detector`` (cached)."""
