@@ -1087,44 +1087,6 @@ def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightnes
 
 
 @nb.njit(cache=True)
-def gandalf_hessian(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                    d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, steps):
-    """Hessian of the total −ln L at x by central second differences with ``steps``."""
-    n = t.shape[0]
-    buf = np.empty(n)
-    h = np.zeros((5, 5))
-
-    def fval(xx):
-        return gandalf_terms(xx, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                             d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, buf)
-
-    f0 = fval(x)
-    for a in range(5):
-        xp = x.copy()
-        xm = x.copy()
-        xp[a] += steps[a]
-        xm[a] -= steps[a]
-        h[a, a] = (fval(xp) - 2.0 * f0 + fval(xm)) / (steps[a] * steps[a])
-        for b in range(a + 1, 5):
-            xpp = x.copy()
-            xpm = x.copy()
-            xmp = x.copy()
-            xmm = x.copy()
-            xpp[a] += steps[a]
-            xpp[b] += steps[b]
-            xpm[a] += steps[a]
-            xpm[b] -= steps[b]
-            xmp[a] -= steps[a]
-            xmp[b] += steps[b]
-            xmm[a] -= steps[a]
-            xmm[b] -= steps[b]
-            v = (fval(xpp) - fval(xpm) - fval(xmp) + fval(xmm)) / (4.0 * steps[a] * steps[b])
-            h[a, b] = v
-            h[b, a] = v
-    return h
-
-
-@nb.njit(cache=True)
 def select_first_hits(p, u, t0, hit_pmt, t, pmt_pos, pmt_dir, k, c, sin_c, cos_c, road, t_lo, t_hi):
     """Indices of the first hit of each PMT with d ≤ ``road`` and a time residual in
     [t_lo, t_hi] of the track (p, u, t0). Hits must be sorted by time."""

@@ -21,7 +21,6 @@ __all__ = [
     "point_prefit",
     "shower_terms",
     "shower_fit",
-    "shower_hessian",
     "shower_npe",
     "first_hits_near",
 ]
@@ -494,43 +493,4 @@ def shower_fit(x0, model, u0, f1, f2, log_e, pos, pdir, thit, qhit, cn, sin_c, l
         g = gn
     return x, f, it + 1, True
 
-
-@nb.njit(cache=True)
-def shower_hessian(x, model, u0, f1, f2, log_e, pos, pdir, thit, qhit, cn, sin_c, length_per_gev, z_mid, rate_bg, t_lo,
-                   t_hi, r_floor, y0, ydd, ytab, a0, adc, atab, ang0, angd, angpdf, d0, dd, c0, dc, tt0, dt, npe_d,
-                   pdf, cdf, steps):
-    """Hessian of the total −ln L by central second differences."""
-    npar = x.shape[0]
-    buf = np.empty(pos.shape[0])
-    h = np.zeros((npar, npar))
-
-    def fval(xx):
-        return shower_terms(xx, model, u0, f1, f2, log_e, pos, pdir, thit, qhit, cn, sin_c, length_per_gev, z_mid, rate_bg,
-                            t_lo, t_hi, r_floor, y0, ydd, ytab, a0, adc, atab, ang0, angd, angpdf, d0, dd, c0, dc,
-                            tt0, dt, npe_d, pdf, cdf, buf)
-
-    f0 = fval(x)
-    for a in range(npar):
-        xp = x.copy()
-        xm = x.copy()
-        xp[a] += steps[a]
-        xm[a] -= steps[a]
-        h[a, a] = (fval(xp) - 2.0 * f0 + fval(xm)) / (steps[a] * steps[a])
-        for b in range(a + 1, npar):
-            xpp = x.copy()
-            xpm = x.copy()
-            xmp = x.copy()
-            xmm = x.copy()
-            xpp[a] += steps[a]
-            xpp[b] += steps[b]
-            xpm[a] += steps[a]
-            xpm[b] -= steps[b]
-            xmp[a] -= steps[a]
-            xmp[b] += steps[b]
-            xmm[a] -= steps[a]
-            xmm[b] -= steps[b]
-            val = (fval(xpp) - fval(xpm) - fval(xmp) + fval(xmm)) / (4.0 * steps[a] * steps[b])
-            h[a, b] = val
-            h[b, a] = val
-    return h
 

@@ -46,6 +46,7 @@ from km3sim.errors import StageError
 from km3sim.propagation import showers as sh
 from km3sim.reco import _kernels as K
 from km3sim.reco import _shower_kernels as SK
+from km3sim.reco.numerics import central_hessian
 from km3sim.reco.pdf import REFERENCE_WAVELENGTH_NM, light_tables
 from km3sim.reco.track import (
     BACKGROUND_RATE_HZ,
@@ -375,7 +376,7 @@ class ShowerFitter:
         xf = np.array([x[0], x[1], x[2], x[3], 0.0, 0.0, x[6]])
         args = (SK.MODEL_COMPLETE, u, g1, g2, le, pos, pdir, th, qh, *self._margs(), z_mid, self.rate_bg,
                 cfg.t_min_ns, cfg.t_max_ns, *self._tabargs())
-        h = SK.shower_hessian(xf, *args, self.hess_all)
+        h = central_hessian(SK.shower_terms, xf, self.hess_all, *args, np.empty(pos.shape[0]))
         cov = K.invert_matrix(h)
         var = cov[4, 4] + cov[5, 5]
         beta0 = math.sqrt(var) if (np.isfinite(var) and cov[4, 4] > 0 and cov[5, 5] > 0) else np.nan

@@ -72,6 +72,7 @@ from km3sim import constants as C
 from km3sim.detector.pmt import time_over_threshold, time_slewing_ns
 from km3sim.errors import StageError
 from km3sim.reco import _kernels as K
+from km3sim.reco.numerics import central_hessian
 from km3sim.reco.pdf import D_FLOOR_M, light_tables
 from km3sim.reco.table_pdf import shower_fraction_of_brightness, track_light_tables
 from km3sim.schema import empty_table, make_table
@@ -432,7 +433,7 @@ class TrackFitter:
         x, f1, f2 = self._frame_x(pc, u, tc, cog)
         args = (u, f1, f2, cog, pos, pdir, t, self.lk_k, self.c, self.lk_sin, self.lk_cos, float(brightness),
                 self.rate_bg, cfg.t_min_ns, cfg.t_max_ns, D_FLOOR_M, *targs)
-        h = K.gandalf_hessian(x, *args, self.hess_steps)
+        h = central_hessian(K.gandalf_terms, x, self.hess_steps, *args, np.empty(len(t)))
         cov = K.invert_matrix(h)
         var = cov[0, 0] + cov[1, 1]
         beta0 = math.sqrt(var) if (np.isfinite(var) and var > 0 and cov[0, 0] > 0 and cov[1, 1] > 0) else np.nan
