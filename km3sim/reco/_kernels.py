@@ -904,6 +904,77 @@ def _signal_t(tab, tab2, m1, m2, xd, o1, o2, t, d0, dd, c0, dc, n_phi, t0, dt):
 
 
 @nb.njit(cache=True)
+def _edge_table(tab, t, t0, dt, n_phi):
+    """A pdf/cdf table at the fixed time t, (n_d, n_o, 2): [..., 0] the value interpolated in t
+    as :func:`_tab_o` does it, [..., 1] the node's npe column (n_phi ≥ 2; 0 otherwise). The
+    window edges t_lo, t_hi are the same for every PMT and call: :func:`_tab_edge` then needs
+    no time lookup (bit-identical to :func:`_tab_o` at t)."""
+    nd = tab.shape[0]
+    no = tab.shape[1]
+    nt = tab.shape[2] - 1 if n_phi != 0 else tab.shape[2]
+    j, ft = _cell(t, t0, dt, nt)
+    e = np.zeros((nd, no, 2))
+    for i in range(nd):
+        for q in range(no):
+            lo = tab[i, q, j]
+            e[i, q, 0] = lo + ft * (tab[i, q, j + 1] - lo)
+            if n_phi != 0:
+                e[i, q, 1] = tab[i, q, nt]
+    return e
+
+
+@nb.njit(cache=True)
+def _tab_edge(e, xd, o1, o2, d0, dd, c0, dc, n_phi):
+    """:func:`_tab_o` at the time of the edge table ``e`` (:func:`_edge_table`), same arithmetic."""
+    nd = e.shape[0]
+    i, fi = _cell(xd, d0, dd, nd)
+    if n_phi == 0:
+        if e.shape[1] == 1:
+            v00 = e[i, 0, 0]
+            v10 = e[i + 1, 0, 0]
+            return v00 + fi * (v10 - v00)
+        q, fc = _cell(o1, c0, dc, e.shape[1])
+        v = 0.0
+        for a in range(2):
+            wa = fi if a == 1 else 1.0 - fi
+            for b in range(2):
+                wb = fc if b == 1 else 1.0 - fc
+                v += wa * wb * e[i + a, q + b, 0]
+        return v
+    a, fa = _cell(o1, c0, dc, e.shape[1] // n_phi)
+    b, fb = _cell(o2, 0.0, math.pi / (n_phi - 1), n_phi)
+    v = 0.0
+    w = 0.0
+    for di in range(2):
+        wi = fi if di == 1 else 1.0 - fi
+        for da in range(2):
+            wa = fa if da == 1 else 1.0 - fa
+            for db in range(2):
+                wb = fb if db == 1 else 1.0 - fb
+                q = (a + da) * n_phi + b + db
+                ww = wi * wa * wb
+                v += ww * e[i + di, q, 0]
+                w += ww * e[i + di, q, 1]
+    return v / w if w > 0.0 else 0.0
+
+
+@nb.njit(cache=True)
+def _signal_edge(e, e2, m1, m2, xd, o1, o2, d0, dd, c0, dc, n_phi):
+    """:func:`_signal_t` at the time of the edge tables ``e``, ``e2`` (:func:`_edge_table`)."""
+    v = m1 * _tab_edge(e, xd, o1, o2, d0, dd, c0, dc, n_phi)
+    if m2 > 0.0:
+        v += m2 * _tab_edge(e2, xd, o1, o2, d0, dd, c0, dc, n_phi)
+    return v
+
+
+@nb.njit(cache=True)
+def window_edge_tables(cdf, cdf2, n_phi, tt0, dt, t_lo, t_hi):
+    """The CDF edge tables (:func:`_edge_table`) at the window edges: (lo, hi, lo2, hi2)."""
+    return (_edge_table(cdf, t_lo, tt0, dt, n_phi), _edge_table(cdf, t_hi, tt0, dt, n_phi),
+            _edge_table(cdf2, t_lo, tt0, dt, n_phi), _edge_table(cdf2, t_hi, tt0, dt, n_phi))
+
+
+@nb.njit(cache=True)
 def track_light(p, u, pos, pdir, t_res, k, c, sin_c, cos_c, brightness, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf,
                 cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2):
     """Expected signal pe m, PDF f(t_res) and CDF F(t_res) of the light of track (p, u) at PMTs
@@ -948,6 +1019,18 @@ def gandalf_terms(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightne
 
     Returns the sum; ``out`` receives the terms.
     """
+    elo, ehi, elo2, ehi2 = window_edge_tables(cdf, cdf2, n_phi, tt0, dt, t_lo, t_hi)
+    return gandalf_terms_e(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                           d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
+                           elo, ehi, elo2, ehi2, out)
+
+
+@nb.njit(cache=True)
+def gandalf_terms_e(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                    d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
+                    elo, ehi, elo2, ehi2, out):
+    """:func:`gandalf_terms` with the CDF edge tables of :func:`window_edge_tables` given (the
+    fits evaluate −ln L many times with the same tables; same result)."""
     p, u, _ = track_point_direction(x, u0, f1, f2, cog)
     total = 0.0
     for i in range(t.shape[0]):
@@ -962,8 +1045,8 @@ def gandalf_terms(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightne
         mf = _signal_t(pdf, pdf2, m1, m2, xd, o1, o2, tr, d0, dd, c0, dc, n_phi, tt0, dt)
         trc = min(max(tr, t_lo), t_hi)
         mF = _signal_t(cdf, cdf2, m1, m2, xd, o1, o2, trc, d0, dd, c0, dc, n_phi, tt0, dt)
-        mFlo = _signal_t(cdf, cdf2, m1, m2, xd, o1, o2, t_lo, d0, dd, c0, dc, n_phi, tt0, dt)
-        mFhi = _signal_t(cdf, cdf2, m1, m2, xd, o1, o2, t_hi, d0, dd, c0, dc, n_phi, tt0, dt)
+        mFlo = _signal_edge(elo, elo2, m1, m2, xd, o1, o2, d0, dd, c0, dc, n_phi)
+        mFhi = _signal_edge(ehi, ehi2, m1, m2, xd, o1, o2, d0, dd, c0, dc, n_phi)
         lam = mf + rate_bg
         big_l = (mF - mFlo) + rate_bg * (trc - t_lo)
         big_w = (mFhi - mFlo) + rate_bg * (t_hi - t_lo)
@@ -975,7 +1058,8 @@ def gandalf_terms(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightne
 
 @nb.njit(cache=True)
 def _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                    d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, steps, tp, tm):
+                    d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, elo, ehi,
+                    elo2, ehi2, steps, tp, tm):
     """Gradient of −ln L and the BHHH matrix Σ s_i s_iᵀ of the per-hit scores (central differences)."""
     n = t.shape[0]
     jac = np.empty((n, 5))
@@ -984,10 +1068,12 @@ def _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, bright
         xm = x.copy()
         xp[a] += steps[a]
         xm[a] -= steps[a]
-        gandalf_terms(xp, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, tp)
-        gandalf_terms(xm, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, tm)
+        gandalf_terms_e(xp, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                        d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
+                        elo, ehi, elo2, ehi2, tp)
+        gandalf_terms_e(xm, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                        d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
+                        elo, ehi, elo2, ehi2, tm)
         for i in range(n):
             jac[i, a] = (tp[i] - tm[i]) / (2.0 * steps[a])
     g = np.zeros(5)
@@ -1029,12 +1115,15 @@ def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightnes
     buf = np.empty(n)
     tp = np.empty(n)
     tm = np.empty(n)
-    f = gandalf_terms(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, buf)
+    elo, ehi, elo2, ehi2 = window_edge_tables(cdf, cdf2, n_phi, tt0, dt, t_lo, t_hi)
+    f = gandalf_terms_e(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                        d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
+                        elo, ehi, elo2, ehi2, buf)
     if not np.isfinite(f):
         return x, f, 0, False
     g, h = _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                           d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, steps, tp, tm)
+                           d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
+                           elo, ehi, elo2, ehi2, steps, tp, tm)
     floor = np.empty(5)
     for a in range(5):
         floor[a] = 1e-6 / (steps[a] * steps[a])
@@ -1051,8 +1140,9 @@ def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightnes
             step, good = _solve_sym(a_mat, -g)
             if good:
                 xn = x + step
-                fn = gandalf_terms(xn, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg,
-                                   t_lo, t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, buf)
+                fn = gandalf_terms_e(xn, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg,
+                                     t_lo, t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2,
+                                     npe_d2, pdf2, cdf2, elo, ehi, elo2, ehi2, buf)
                 if np.isfinite(fn) and fn <= f:
                     accepted = True
                     break
@@ -1066,7 +1156,8 @@ def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightnes
         if gain < 1e-4:
             break
         gn, hb = _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo,
-                                 t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, steps, tp, tm)
+                                 t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2,
+                                 pdf2, cdf2, elo, ehi, elo2, ehi2, steps, tp, tm)
         # BFGS update of the curvature with s = step, y = gn - g (skipped unless s·y > 0)
         y = gn - g
         sy = 0.0
@@ -1113,14 +1204,61 @@ def select_first_hits(p, u, t0, hit_pmt, t, pmt_pos, pmt_dir, k, c, sin_c, cos_c
     return out[:m].copy()
 
 
+def pmt_blocks(pmt_pos, block_id):
+    """Runs of consecutive PMTs with the same ``block_id`` (their DOM) as blocks for the road
+    kernels: (start indices with the end appended, centres (n_blocks, 3), radii). The centre is
+    the mean of the block's positions and the radius the largest distance of one of them from
+    it, so a block whose centre is farther than road + radius from a track (the distance to a
+    line is 1-Lipschitz in the point) has no PMT within the road."""
+    pmt_pos = np.ascontiguousarray(pmt_pos, dtype=np.float64)
+    block_id = np.asarray(block_id)
+    n = pmt_pos.shape[0]
+    if pmt_pos.ndim != 2 or pmt_pos.shape[1] != 3 or block_id.shape != (n,):
+        raise ValueError(f"pmt_blocks: pmt_pos must be (n, 3) and block_id (n,), got {pmt_pos.shape} and {block_id.shape}")
+    if n == 0:
+        return np.zeros(1, dtype=np.int64), np.zeros((0, 3)), np.zeros(0)
+    start = np.concatenate([[0], np.flatnonzero(block_id[1:] != block_id[:-1]) + 1, [n]]).astype(np.int64)
+    nb_ = len(start) - 1
+    centre = np.empty((nb_, 3))
+    radius = np.empty(nb_)
+    for b in range(nb_):
+        xs = pmt_pos[start[b]:start[b + 1]]
+        centre[b] = xs.mean(axis=0)
+        radius[b] = np.sqrt(np.max(np.sum((xs - centre[b]) ** 2, axis=1)))
+    return start, np.ascontiguousarray(centre), radius
+
+
 @nb.njit(cache=True)
-def road_pmt_expectations(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, k, c, sin_c, cos_c, road,
-                          t_lo, t_hi, z_min, z_max, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2):
-    """Per PMT within ``road`` of the track (p, u, t0), whose direct-light emission point lies
+def _block_outside(p, u, blk_c, blk_r, b, road):
+    """Block b of :func:`pmt_blocks` lies wholly outside the road of the track (p, u) (1 mm margin
+    for rounding)."""
+    vx = blk_c[b, 0] - p[0]
+    vy = blk_c[b, 1] - p[1]
+    vz = blk_c[b, 2] - p[2]
+    L = vx * u[0] + vy * u[1] + vz * u[2]
+    d2 = vx * vx + vy * vy + vz * vz - L * L
+    lim = road + blk_r[b] + 1e-3
+    return d2 > lim * lim
+
+
+@nb.njit(cache=True)
+def road_light(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_start, blk_c, blk_r, k, c,
+                          sin_c, cos_c, road, t_lo, t_hi, z_min, z_max, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf,
+                          n_phi, d_scale, w2, npe_d2, pdf2, cdf2):
+    """:func:`road_pmt_expectations` and, per PMT of its list, what :func:`road_llr` needs of
+    the same track and tables (:func:`road_llr_of`; one pass over the road for both).
+
+    Returns a, charge, z_emit, d of :func:`road_pmt_expectations` and ``llr_data`` (n_road, 12):
+    unit-brightness m1, m2 (:func:`_signal_npe`), the CDF tables at t_lo, t_hi of both
+    components, 1.0 if the PMT has a hit in the window (else 0.0), the time residual t of its
+    first one and the PDF and CDF tables of both components at t (only where used).
+
+    Per PMT within ``road`` of the track (p, u, t0), whose direct-light emission point lies
     in [z_min, z_max] along the track: the expected signal pe in the time window of a
     unit-brightness track, a_i = m(d, c)·(F(t_hi) − F(t_lo)), and the summed charge of its hits
     with a time residual in the window (0 without such a hit; PHYSICS.md §9.2 item 4,
-    JMuonEnergy-like).
+    JMuonEnergy-like). ``blk_start, blk_c, blk_r``: PMT blocks (:func:`pmt_blocks`) culled as a
+    whole when they lie outside the road (same result as testing every PMT).
 
     Returns
     -------
@@ -1135,6 +1273,7 @@ def road_pmt_expectations(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pm
     n_p = pmt_pos.shape[0]
     charge_of = np.zeros(n_p)
     saturated = np.zeros(n_p, dtype=np.bool_)
+    first = np.full(n_p, np.nan)
     for i in range(t.shape[0]):
         q = hit_pmt[i]
         L, d, ct, cp = _pmt_track_geometry(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
@@ -1144,41 +1283,124 @@ def road_pmt_expectations(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pm
         tr = t[i] - t0 - ct / c
         if tr >= t_lo and tr <= t_hi:
             charge_of[q] += abs(hit_charge[i])
+            if np.isnan(first[q]):
+                first[q] = tr
             if hit_charge[i] < 0.0:
                 saturated[q] = True
     a = np.empty(n_p)
     charge = np.empty(n_p)
     z = np.empty(n_p)
     dist = np.empty(n_p)
+    ld = np.empty((n_p, 12))
     m = 0
     cot_c = cos_c / sin_c
     road2 = road * road
-    for q in range(n_p):
-        if not pmt_ok[q]:
+    elo, ehi, elo2, ehi2 = window_edge_tables(cdf, cdf2, n_phi, tt0, dt, t_lo, t_hi)
+    for bk in range(blk_start.shape[0] - 1):
+        if _block_outside(p, u, blk_c, blk_r, bk, road):
             continue
-        vx = pmt_pos[q, 0] - p[0]
-        vy = pmt_pos[q, 1] - p[1]
-        vz = pmt_pos[q, 2] - p[2]
-        L = vx * u[0] + vy * u[1] + vz * u[2]
-        d2 = vx * vx + vy * vy + vz * vz - L * L
-        if d2 > road2:
-            continue
-        d = math.sqrt(d2) if d2 > 0.0 else 0.0
-        ze = L - d * cot_c
-        if ze < z_min or ze > z_max:
-            continue
-        L2, d, ct, o1, o2 = _pmt_track_orientation(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
-                                                   pmt_pos[q, 2], pmt_dir[q, 0], pmt_dir[q, 1], pmt_dir[q, 2], k, c,
-                                                   sin_c, cos_c, n_phi)
-        xd = _dcoord(d, d_scale)
-        m1, m2 = _signal_npe(xd, d, o1, o2, d0, dd, c0, dc, npe_d, pdf, n_phi, w2, npe_d2, pdf2, d_floor)
-        a[m] = (_signal_t(cdf, cdf2, m1, m2, xd, o1, o2, t_hi, d0, dd, c0, dc, n_phi, tt0, dt)
-                - _signal_t(cdf, cdf2, m1, m2, xd, o1, o2, t_lo, d0, dd, c0, dc, n_phi, tt0, dt))
-        charge[m] = -charge_of[q] if saturated[q] else charge_of[q]
-        z[m] = ze
-        dist[m] = d
-        m += 1
-    return a[:m].copy(), charge[:m].copy(), z[:m].copy(), dist[:m].copy()
+        for q in range(blk_start[bk], blk_start[bk + 1]):
+            if not pmt_ok[q]:
+                continue
+            vx = pmt_pos[q, 0] - p[0]
+            vy = pmt_pos[q, 1] - p[1]
+            vz = pmt_pos[q, 2] - p[2]
+            L = vx * u[0] + vy * u[1] + vz * u[2]
+            d2 = vx * vx + vy * vy + vz * vz - L * L
+            if d2 > road2:
+                continue
+            d = math.sqrt(d2) if d2 > 0.0 else 0.0
+            ze = L - d * cot_c
+            if ze < z_min or ze > z_max:
+                continue
+            L2, d, ct, o1, o2 = _pmt_track_orientation(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
+                                                       pmt_pos[q, 2], pmt_dir[q, 0], pmt_dir[q, 1], pmt_dir[q, 2], k, c,
+                                                       sin_c, cos_c, n_phi)
+            xd = _dcoord(d, d_scale)
+            m1, m2 = _signal_npe(xd, d, o1, o2, d0, dd, c0, dc, npe_d, pdf, n_phi, w2, npe_d2, pdf2, d_floor)
+            a[m] = (_signal_edge(ehi, ehi2, m1, m2, xd, o1, o2, d0, dd, c0, dc, n_phi)
+                    - _signal_edge(elo, elo2, m1, m2, xd, o1, o2, d0, dd, c0, dc, n_phi))
+            for col in range(12):
+                ld[m, col] = 0.0
+            ld[m, 0] = m1
+            ld[m, 1] = m2
+            ld[m, 2] = _tab_edge(elo, xd, o1, o2, d0, dd, c0, dc, n_phi)
+            ld[m, 3] = _tab_edge(ehi, xd, o1, o2, d0, dd, c0, dc, n_phi)
+            if m2 > 0.0:
+                ld[m, 4] = _tab_edge(elo2, xd, o1, o2, d0, dd, c0, dc, n_phi)
+                ld[m, 5] = _tab_edge(ehi2, xd, o1, o2, d0, dd, c0, dc, n_phi)
+            tr = first[q]
+            if not np.isnan(tr):
+                ld[m, 6] = 1.0
+                ld[m, 7] = tr
+                ld[m, 8] = _tab_o(pdf, xd, o1, o2, tr, d0, dd, c0, dc, n_phi, tt0, dt)
+                ld[m, 10] = _tab_o(cdf, xd, o1, o2, tr, d0, dd, c0, dc, n_phi, tt0, dt)
+                if m2 > 0.0:
+                    ld[m, 9] = _tab_o(pdf2, xd, o1, o2, tr, d0, dd, c0, dc, n_phi, tt0, dt)
+                    ld[m, 11] = _tab_o(cdf2, xd, o1, o2, tr, d0, dd, c0, dc, n_phi, tt0, dt)
+            charge[m] = -charge_of[q] if saturated[q] else charge_of[q]
+            z[m] = ze
+            dist[m] = d
+            m += 1
+    return a[:m].copy(), charge[:m].copy(), z[:m].copy(), dist[:m].copy(), ld[:m].copy()
+
+
+@nb.njit(cache=True)
+def road_pmt_expectations(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_start, blk_c, blk_r, k, c,
+                          sin_c, cos_c, road, t_lo, t_hi, z_min, z_max, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf,
+                          n_phi, d_scale, w2, npe_d2, pdf2, cdf2):
+    """Per PMT within ``road`` of the track (p, u, t0), whose direct-light emission point lies
+    in [z_min, z_max] along the track: the expected signal pe in the time window of a
+    unit-brightness track, a_i = m(d, c)·(F(t_hi) − F(t_lo)), and the summed charge of its hits
+    with a time residual in the window (0 without such a hit; PHYSICS.md §9.2 item 4,
+    JMuonEnergy-like). ``blk_start, blk_c, blk_r``: PMT blocks (:func:`pmt_blocks`) culled as a
+    whole when they lie outside the road (same result as testing every PMT).
+
+    Returns
+    -------
+    a : float array (n_road,)
+    charge : float array (n_road,)
+        Summed ``hit_charge`` [pe] of the PMT's hits in the window, negative if one of them
+        saturated (``hit_charge`` < 0; see :func:`fit_brightness`).
+    z_emit : float array (n_road,)
+        Emission point along the track [m] (from p).
+    d : float array (n_road,)
+    """
+    a, charge, z, dist, _ = road_light(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_start, blk_c,
+                                       blk_r, k, c, sin_c, cos_c, road, t_lo, t_hi, z_min, z_max, d_floor, d0, dd, c0,
+                                       dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2)
+    return a, charge, z, dist
+
+
+@nb.njit(cache=True)
+def road_llr_of(llr_data, brightness, rate_bg):
+    """:func:`road_llr` of the track, tables and road of ``llr_data`` (:func:`road_light`, with
+    no z range) at ``brightness``: the same sum in the same order and arithmetic.
+
+    Returns (llr, n_hit)."""
+    llr = 0.0
+    n_hit = 0
+    for q in range(llr_data.shape[0]):
+        m1 = llr_data[q, 0] * brightness
+        m2 = llr_data[q, 1] * brightness
+        mflo = m1 * llr_data[q, 2]
+        if m2 > 0.0:
+            mflo += m2 * llr_data[q, 4]
+        if llr_data[q, 6] == 0.0:
+            v = m1 * llr_data[q, 3]
+            if m2 > 0.0:
+                v += m2 * llr_data[q, 5]
+            llr -= v - mflo
+        else:
+            mf = m1 * llr_data[q, 8]
+            if m2 > 0.0:
+                mf += m2 * llr_data[q, 9]
+            mF = m1 * llr_data[q, 10]
+            if m2 > 0.0:
+                mF += m2 * llr_data[q, 11]
+            llr += math.log1p(mf / rate_bg) - (mF - mflo)
+            n_hit += 1
+    return llr, n_hit
 
 
 @nb.njit(cache=True)
@@ -1270,14 +1492,17 @@ def build_l1_any(dom, t, tmax):
 
 
 @nb.njit(cache=True)
-def road_llr(p, u, t0, brightness, hit_pmt, t, pmt_pos, pmt_dir, pmt_ok, k, c, sin_c, cos_c, road, t_lo, t_hi,
-             rate_bg, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2):
+def road_llr(p, u, t0, brightness, hit_pmt, t, pmt_pos, pmt_dir, pmt_ok, blk_start, blk_c, blk_r, k, c, sin_c, cos_c,
+             road, t_lo, t_hi, rate_bg, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2,
+             pdf2, cdf2):
     """Log-likelihood ratio of track (p, u, t0) with brightness B against background only, over
     all usable PMTs within ``road``: for a PMT whose first hit in the window [t_lo, t_hi] (time
     residual) is at t, ln(1 + B m f(t)/r_b) − B m (F(t) − F(t_lo)); for a PMT without a hit in
     the window, −B m (F(t_hi) − F(t_lo)). PMTs outside the road, and hits outside the window
     (background under the track hypothesis), add nothing. Unlike −ln L of :func:`gandalf_terms`
     (conditional on the selected hits) it compares different tracks on the same data.
+    ``blk_start, blk_c, blk_r``: PMT blocks (:func:`pmt_blocks`) culled as a whole when they lie
+    outside the road (same result as testing every PMT).
 
     Returns
     -------
@@ -1301,29 +1526,33 @@ def road_llr(p, u, t0, brightness, hit_pmt, t, pmt_pos, pmt_dir, pmt_ok, k, c, s
     llr = 0.0
     n_hit = 0
     road2 = road * road
-    for q in range(n_p):
-        if not pmt_ok[q]:
+    elo, ehi, elo2, ehi2 = window_edge_tables(cdf, cdf2, n_phi, tt0, dt, t_lo, t_hi)
+    for bk in range(blk_start.shape[0] - 1):
+        if _block_outside(p, u, blk_c, blk_r, bk, road):
             continue
-        vx = pmt_pos[q, 0] - p[0]
-        vy = pmt_pos[q, 1] - p[1]
-        vz = pmt_pos[q, 2] - p[2]
-        L = vx * u[0] + vy * u[1] + vz * u[2]
-        if vx * vx + vy * vy + vz * vz - L * L > road2:
-            continue
-        L, d, ct, o1, o2 = _pmt_track_orientation(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
-                                                  pmt_pos[q, 2], pmt_dir[q, 0], pmt_dir[q, 1], pmt_dir[q, 2], k, c,
-                                                  sin_c, cos_c, n_phi)
-        xd = _dcoord(d, d_scale)
-        m1, m2 = _signal_npe(xd, d, o1, o2, d0, dd, c0, dc, npe_d, pdf, n_phi, w2, npe_d2, pdf2, d_floor)
-        m1 *= brightness
-        m2 *= brightness
-        mflo = _signal_t(cdf, cdf2, m1, m2, xd, o1, o2, t_lo, d0, dd, c0, dc, n_phi, tt0, dt)
-        if np.isnan(first[q]):
-            llr -= _signal_t(cdf, cdf2, m1, m2, xd, o1, o2, t_hi, d0, dd, c0, dc, n_phi, tt0, dt) - mflo
-        else:
-            tr = first[q]
-            mf = _signal_t(pdf, pdf2, m1, m2, xd, o1, o2, tr, d0, dd, c0, dc, n_phi, tt0, dt)
-            llr += math.log1p(mf / rate_bg) - (_signal_t(cdf, cdf2, m1, m2, xd, o1, o2, tr, d0, dd, c0, dc, n_phi,
-                                                         tt0, dt) - mflo)
-            n_hit += 1
+        for q in range(blk_start[bk], blk_start[bk + 1]):
+            if not pmt_ok[q]:
+                continue
+            vx = pmt_pos[q, 0] - p[0]
+            vy = pmt_pos[q, 1] - p[1]
+            vz = pmt_pos[q, 2] - p[2]
+            L = vx * u[0] + vy * u[1] + vz * u[2]
+            if vx * vx + vy * vy + vz * vz - L * L > road2:
+                continue
+            L, d, ct, o1, o2 = _pmt_track_orientation(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
+                                                      pmt_pos[q, 2], pmt_dir[q, 0], pmt_dir[q, 1], pmt_dir[q, 2], k, c,
+                                                      sin_c, cos_c, n_phi)
+            xd = _dcoord(d, d_scale)
+            m1, m2 = _signal_npe(xd, d, o1, o2, d0, dd, c0, dc, npe_d, pdf, n_phi, w2, npe_d2, pdf2, d_floor)
+            m1 *= brightness
+            m2 *= brightness
+            mflo = _signal_edge(elo, elo2, m1, m2, xd, o1, o2, d0, dd, c0, dc, n_phi)
+            if np.isnan(first[q]):
+                llr -= _signal_edge(ehi, ehi2, m1, m2, xd, o1, o2, d0, dd, c0, dc, n_phi) - mflo
+            else:
+                tr = first[q]
+                mf = _signal_t(pdf, pdf2, m1, m2, xd, o1, o2, tr, d0, dd, c0, dc, n_phi, tt0, dt)
+                llr += math.log1p(mf / rate_bg) - (_signal_t(cdf, cdf2, m1, m2, xd, o1, o2, tr, d0, dd, c0, dc, n_phi,
+                                                             tt0, dt) - mflo)
+                n_hit += 1
     return llr, n_hit

@@ -249,6 +249,10 @@ class TrackFitter:
             self.lik_pos = np.ascontiguousarray(np.asarray(detector.dom_pos, dtype=np.float64)[np.asarray(detector.pmt_dom_index)])
         else:
             self.lik_pos = self.pmt_pos
+        # PMTs grouped by DOM for the road kernels: whole DOMs outside the road are skipped
+        dom_of = getattr(detector, "pmt_dom_index", None)
+        dom_of = np.zeros(len(self.lik_pos), dtype=np.int64) if dom_of is None else np.asarray(dom_of)
+        self.blocks = K.pmt_blocks(self.lik_pos, dom_of)
         self.to_energy = brightness_to_energy
         # finite-difference steps of (α, β, a, b, t0) for scores and Hessian
         self.steps = np.array([1e-3, 1e-3, 0.1, 0.1, 0.2])
@@ -366,44 +370,78 @@ class TrackFitter:
         (default :attr:`targs`).
 
         Returns (B, ln L gain over background, number of PMTs with hits, number of PMTs)."""
+        return self._brightness(ev, p, u, t0, z_range, targs)[:4]
+
+    def _brightness(self, ev: EventHits, p, u, t0, z_range=(-np.inf, np.inf), targs=None):
+        """:meth:`brightness` and the road data of :func:`~km3sim.reco._kernels.road_light` for
+        :meth:`_llr_of` (the road likelihood ratio of the same track and tables)."""
         cfg = self.cfg
-        a, charge, z, d = K.road_pmt_expectations(
+        a, charge, z, d, llr_data = K.road_light(
             np.asarray(p, dtype=np.float64), np.asarray(u, dtype=np.float64), float(t0), ev.pmt, ev.time, ev.charge,
-            self.lik_pos, self.pmt_dir, self.pmt_ok, self.lk_k, self.c, self.lk_sin, self.lk_cos, self.road,
+            self.lik_pos, self.pmt_dir, self.pmt_ok, *self.blocks, self.lk_k, self.c, self.lk_sin, self.lk_cos, self.road,
             cfg.t_min_ns, cfg.t_max_ns, float(z_range[0]), float(z_range[1]), D_FLOOR_M,
             *(self.targs if targs is None else targs),
         )
         bg = self.rate_bg * (cfg.t_max_ns - cfg.t_min_ns)
         if len(a) == 0:
-            return np.nan, np.nan, 0, 0
+            return np.nan, np.nan, 0, 0, llr_data
         b, gain = K.fit_brightness(a, charge, bg, 1e-2, 1e7)
-        return b, gain, int(np.count_nonzero(charge)), len(a)
+        return b, gain, int(np.count_nonzero(charge)), len(a), llr_data
 
     def light(self, ev: EventHits, p, u, t0):
         """Brightness B of the track and the kernels' table arguments for it: with a second light
         component (the continuous-loss showers of :mod:`km3sim.reco.table_pdf`) its fraction η(B)
         is updated from B and B refitted (two passes from η = 0); otherwise :attr:`targs`."""
+        res, targs = self._light(ev, p, u, t0)
+        return res[0], targs
+
+    def _light(self, ev: EventHits, p, u, t0):
+        """:meth:`light` with the whole :meth:`_brightness` result of the last pass (B, gain, PMTs
+        with hits, PMTs, road data) for the returned table arguments."""
         targs = self.targs
-        b = self.brightness(ev, p, u, t0, targs=targs)[0]
+        res = self._brightness(ev, p, u, t0, targs=targs)
         if self.tables.has_second_component:
             for _ in range(2):
-                if not np.isfinite(b):
+                if not np.isfinite(res[0]):
                     break
-                targs = self.tables.track_kernel_args(shower_fraction_of_brightness(b, self.lk_n_phase))
-                b = self.brightness(ev, p, u, t0, targs=targs)[0]
-        return b, targs
+                targs = self.tables.track_kernel_args(shower_fraction_of_brightness(res[0], self.lk_n_phase))
+                res = self._brightness(ev, p, u, t0, targs=targs)
+        return res, targs
+
+    def _llr_of(self, light_res, brightness) -> float:
+        """:meth:`llr` of the track and tables of a :meth:`_light` result (its road data: no second
+        pass over the road, the same value)."""
+        q, _ = K.road_llr_of(light_res[4], float(brightness), self.rate_bg)
+        return float(q)
 
     def llr(self, ev: EventHits, p, u, t0, brightness, targs=None) -> float:
         """Road likelihood ratio of a track against background (:func:`~km3sim.reco._kernels.road_llr`)."""
         cfg = self.cfg
         q, _ = K.road_llr(np.asarray(p, dtype=np.float64), np.asarray(u, dtype=np.float64), float(t0), float(brightness),
-                          ev.pmt, ev.time, self.lik_pos, self.pmt_dir, self.pmt_ok, self.lk_k, self.c, self.lk_sin,
+                          ev.pmt, ev.time, self.lik_pos, self.pmt_dir, self.pmt_ok, *self.blocks, self.lk_k, self.c, self.lk_sin,
                           self.lk_cos, self.road, cfg.t_min_ns, cfg.t_max_ns, self.rate_bg, D_FLOOR_M,
                           *(self.targs if targs is None else targs))
         return float(q)
 
     def gandalf(self, ev: EventHits, p, u, t0, brightness, targs=None):
         """Likelihood fit; returns (p, u, t0, lnL, n, chi2_ndf, beta0) or None."""
+        g = self._gandalf(ev, p, u, t0, brightness, targs)
+        return None if g is None else (*g[:6], self._beta0(g[6]))
+
+    def _beta0(self, hess_at) -> float:
+        """beta0 = sqrt(C_αα + C_ββ) from the central Hessian of −ln L at the fitted track
+        (``hess_at``: the parameters and kernel arguments of :meth:`_gandalf`)."""
+        x, args, targs = hess_at
+        # gandalf_terms with the window-edge CDF tables computed once for the 2n² + 1 calls
+        edges = K.window_edge_tables(targs[8], targs[14], targs[9], targs[4], targs[5], self.cfg.t_min_ns, self.cfg.t_max_ns)
+        h = central_hessian(K.gandalf_terms_e, x, self.hess_steps, *args, *edges, np.empty(len(args[6])))
+        cov = K.invert_matrix(h)
+        var = cov[0, 0] + cov[1, 1]
+        return math.sqrt(var) if (np.isfinite(var) and var > 0 and cov[0, 0] > 0 and cov[1, 1] > 0) else np.nan
+
+    def _gandalf(self, ev: EventHits, p, u, t0, brightness, targs=None):
+        """:meth:`gandalf` without beta0: (p, u, t0, lnL, n, chi2_ndf, hess_at) or None, with
+        ``hess_at`` the arguments of :meth:`_beta0` (the Hessian is only needed for the winner)."""
         cfg = self.cfg
         targs = self.targs if targs is None else targs
         res = None
@@ -433,12 +471,8 @@ class TrackFitter:
         x, f1, f2 = self._frame_x(pc, u, tc, cog)
         args = (u, f1, f2, cog, pos, pdir, t, self.lk_k, self.c, self.lk_sin, self.lk_cos, float(brightness),
                 self.rate_bg, cfg.t_min_ns, cfg.t_max_ns, D_FLOOR_M, *targs)
-        h = central_hessian(K.gandalf_terms, x, self.hess_steps, *args, np.empty(len(t)))
-        cov = K.invert_matrix(h)
-        var = cov[0, 0] + cov[1, 1]
-        beta0 = math.sqrt(var) if (np.isfinite(var) and var > 0 and cov[0, 0] > 0 and cov[1, 1] > 0) else np.nan
         n = len(t)
-        return pc, u, tc, -f, n, 2.0 * f / (n - 5) if n > 5 else np.nan, beta0
+        return pc, u, tc, -f, n, 2.0 * f / (n - 5) if n > 5 else np.nan, (x, args, targs)
 
     # ------------------------------------------------------------------ one event
     def fit_event(self, ev: EventHits) -> list[dict]:
@@ -460,10 +494,11 @@ class TrackFitter:
                 continue
             if any(np.dot(r[1], c[0][1]) > self.cos_dup for c in cands):
                 continue
-            b, targs = self.light(ev, r[0], r[1], r[2])
+            light, targs = self._light(ev, r[0], r[1], r[2])
+            b = light[0]
             if not np.isfinite(b):
                 continue
-            cands.append((r, b, self.llr(ev, r[0], r[1], r[2], b, targs), targs))
+            cands.append((r, b, self._llr_of(light, b), targs))
         if not cands:
             return rows
         cands.sort(key=lambda c: -c[2])
@@ -472,18 +507,21 @@ class TrackFitter:
         # likelihood fit from the best candidates; the winner has the largest road likelihood ratio
         best = None
         for r, b, _, targs in cands[: cfg.n_gandalf]:
-            g = self.gandalf(ev, r[0], r[1], r[2], b, targs)
+            g = self._gandalf(ev, r[0], r[1], r[2], b, targs)
             if g is None:
                 continue
-            b2, targs2 = self.light(ev, g[0], g[1], g[2])
-            q = self.llr(ev, g[0], g[1], g[2], b2, targs2) if np.isfinite(b2) else -np.inf
+            light2, targs2 = self._light(ev, g[0], g[1], g[2])
+            b2 = light2[0]
+            q = self._llr_of(light2, b2) if np.isfinite(b2) else -np.inf
             if best is None or q > best[1]:
-                best = (g, q, targs2)
+                best = (g, q, targs2, light2)
         if best is None:
             return rows
-        p, u, t0, lnl, n, chi2, beta0 = best[0]
+        p, u, t0, lnl, n, chi2, hess_at = best[0]
+        beta0 = self._beta0(hess_at)  # the Hessian of the winner only
         rows[2].update(pos=p, dir=u, time=t0, likelihood=lnl, n_hits=n, chi2_ndf=chi2, beta0=beta0, status=STATUS_OK)
-        b, gain, n_hit, _ = self.brightness(ev, p, u, t0, targs=best[2])
+        # the energy row: the brightness fit of the winner's last light pass (same track and tables)
+        b, gain, n_hit, _, _ = best[3]
         if np.isfinite(b):
             rows[3].update(pos=p, dir=u, time=t0, energy=float(self.to_energy(b, self.site_name)), likelihood=gain, n_hits=n_hit,
                            beta0=beta0, status=STATUS_OK, brightness=b)
