@@ -517,21 +517,24 @@ def _muon_dom_geometry(px, py, pz, ux, uy, uz, x, y, z, sin_c, tan_c, r_max, len
     z_emit = along - r / tan_c
     if z_emit < 0.0 or z_emit > length:
         return False, 0.0, 0.0, 0.0, 0.0, 0.0
-    if r > 1e-9:
-        e1x = (vx - along * ux) / r
-        e1y = (vy - along * uy) / r
-        e1z = (vz - along * uz) / r
-    else:
-        # on the track: any perpendicular direction
-        if abs(ux) < 0.9:
-            e1x, e1y, e1z = 0.0, -uz, uy
-        else:
-            e1x, e1y, e1z = -uz, 0.0, ux
-        nn = math.sqrt(e1x * e1x + e1y * e1y + e1z * e1z)
-        e1x /= nn
-        e1y /= nn
-        e1z /= nn
+    e1x, e1y, e1z = radial_unit(vx, vy, vz, ux, uy, uz, along, r)
     return True, r, z_emit, e1x, e1y, e1z
+
+
+@nb.njit(cache=True, inline="always")
+def radial_unit(vx, vy, vz, ux, uy, uz, along, r):
+    """Unit vector from the track (direction u) to a point at offset v from a track point,
+    perpendicular to u (``along`` = v·u, ``r`` = the perpendicular distance); for a point on the
+    track (r ≈ 0) any fixed perpendicular direction. The x axis of the track frame of the light
+    tables (φ is measured from it)."""
+    if r > 1e-9:
+        return (vx - along * ux) / r, (vy - along * uy) / r, (vz - along * uz) / r
+    if abs(ux) < 0.9:
+        e1x, e1y, e1z = 0.0, -uz, uy
+    else:
+        e1x, e1y, e1z = -uz, 0.0, ux
+    nn = math.sqrt(e1x * e1x + e1y * e1y + e1z * e1z)
+    return e1x / nn, e1y / nn, e1z / nn
 
 
 @nb.njit(cache=True)

@@ -18,6 +18,8 @@ import math
 import numba as nb
 import numpy as np
 
+from km3sim.propagation._table_kernels import radial_unit
+
 __all__ = [
     "line_fit",
     "expected_times",
@@ -799,19 +801,7 @@ def _pmt_track_orientation(px, py, pz, ux, uy, uz, xx, xy, xz, ax, ay, az, k, c,
     L = vx * ux + vy * uy + vz * uz
     d2 = vx * vx + vy * vy + vz * vz - L * L
     d = math.sqrt(d2) if d2 > 0.0 else 0.0
-    if d > 1e-9:
-        e1x = (vx - L * ux) / d
-        e1y = (vy - L * uy) / d
-        e1z = (vz - L * uz) / d
-    else:  # on the track: any perpendicular direction
-        if abs(ux) < 0.9:
-            e1x, e1y, e1z = 0.0, -uz, uy
-        else:
-            e1x, e1y, e1z = -uz, 0.0, ux
-        nn = math.sqrt(e1x * e1x + e1y * e1y + e1z * e1z)
-        e1x /= nn
-        e1y /= nn
-        e1z /= nn
+    e1x, e1y, e1z = radial_unit(vx, vy, vz, ux, uy, uz, L, d)  # the light tables' track frame
     e2x = uy * e1z - uz * e1y
     e2y = uz * e1x - ux * e1z
     e2z = ux * e1y - uy * e1x
