@@ -10,8 +10,6 @@ import cProfile
 import pstats
 import time
 
-import numpy as np
-
 from km3sim.detector.geometry import build_arca_block
 from km3sim.stage import SITE_PRESETS
 from km3sim.reco.samples import simulate_chain, single_muons

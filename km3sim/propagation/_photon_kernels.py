@@ -23,7 +23,7 @@ import numpy as np
 
 from km3sim.constants import C_LIGHT, MUON_MASS
 from km3sim.propagation.secondaries import secondary_max, secondary_ratios
-from km3sim.random import rng_new, rng_normal, rng_poisson, rng_uniform, xoshiro_normal, xoshiro_u01
+from km3sim.random import rng_new, rng_normal, rng_poisson, rng_uniform, xoshiro_u01
 
 #: Emitter kinds understood by :func:`track_photons`.
 EMITTER_MUON = 0
