@@ -778,19 +778,8 @@ def simulate_shower_light(
                 if n_pe == 0:
                     continue
                 if n_out + n_pe > out_event.shape[0]:
-                    new_cap = max(2 * out_event.shape[0], n_out + n_pe)
-                    a = np.empty(new_cap, dtype=np.int64)
-                    a[:n_out] = out_event[:n_out]
-                    out_event = a
-                    b = np.empty(new_cap, dtype=np.int64)
-                    b[:n_out] = out_pmt[:n_out]
-                    out_pmt = b
-                    c = np.empty(new_cap, dtype=np.float64)
-                    c[:n_out] = out_time[:n_out]
-                    out_time = c
-                    d = np.empty(new_cap, dtype=np.int64)
-                    d[:n_out] = out_origin[:n_out]
-                    out_origin = d
+                    out_event, out_pmt, out_time, out_origin = _grow_out(
+                        out_event, out_pmt, out_time, out_origin, n_out, n_out + n_pe)
                 for _ in range(n_pe):
                     u = rng_uniform(state) * total
                     j = 0

@@ -26,6 +26,7 @@ import numba as nb
 import numpy as np
 
 from km3sim.constants import C_LIGHT, MUON_MASS
+from km3sim.propagation._light_kernels import _grow_out
 from km3sim.propagation.secondaries import secondary_ratios
 from km3sim.random import rng_new, rng_normal, rng_poisson, rng_uniform
 
@@ -664,11 +665,8 @@ def simulate_muon_table_light(
                 if n_pe == 0:
                     continue
                 if n_out + n_pe > out_event.shape[0]:
-                    new_cap = max(2 * out_event.shape[0], n_out + n_pe)
-                    out_event = _grow_i8(out_event, n_out, new_cap)
-                    out_pmt = _grow_i8(out_pmt, n_out, new_cap)
-                    out_time = _grow_f8(out_time, n_out, new_cap)
-                    out_origin = _grow_i8(out_origin, n_out, new_cap)
+                    out_event, out_pmt, out_time, out_origin = _grow_out(
+                        out_event, out_pmt, out_time, out_origin, n_out, n_out + n_pe)
                 t_direct = track_time[t] + (z_emit + r / sin_c * n_group) * _INV_C
                 for _ in range(n_pe):
                     j = _pick(pmt_mu, 0, n_k, rng_uniform(state) * mu_dom)
@@ -683,20 +681,6 @@ def simulate_muon_table_light(
                     out_origin[n_out] = track_id[t]
                     n_out += 1
     return out_event[:n_out].copy(), out_pmt[:n_out].copy(), out_time[:n_out].copy(), out_origin[:n_out].copy(), mu_sum
-
-
-@nb.njit(cache=True)
-def _grow_i8(a, n, cap):
-    b = np.empty(cap, dtype=np.int64)
-    b[:n] = a[:n]
-    return b
-
-
-@nb.njit(cache=True)
-def _grow_f8(a, n, cap):
-    b = np.empty(cap, dtype=np.float64)
-    b[:n] = a[:n]
-    return b
 
 
 @nb.njit(cache=True)
@@ -900,11 +884,8 @@ def simulate_shower_table_light(
                 if n_pe == 0:
                     continue
                 if n_out + n_pe > out_event.shape[0]:
-                    new_cap = max(2 * out_event.shape[0], n_out + n_pe)
-                    out_event = _grow_i8(out_event, n_out, new_cap)
-                    out_pmt = _grow_i8(out_pmt, n_out, new_cap)
-                    out_time = _grow_f8(out_time, n_out, new_cap)
-                    out_origin = _grow_i8(out_origin, n_out, new_cap)
+                    out_event, out_pmt, out_time, out_origin = _grow_out(
+                        out_event, out_pmt, out_time, out_origin, n_out, n_out + n_pe)
                 m_sub = n_fine // n_use
                 for _ in range(n_pe):
                     jp = _pick(pmt_mu, 0, n_k, rng_uniform(state) * mu_dom)

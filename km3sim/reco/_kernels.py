@@ -1232,19 +1232,14 @@ def _block_outside(p, u, blk_c, blk_r, b, road):
 
 
 @nb.njit(cache=True)
-def road_light(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_start, blk_c, blk_r, k, c,
-                          sin_c, cos_c, road, t_lo, t_hi, z_min, z_max, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf,
-                          n_phi, d_scale, w2, npe_d2, pdf2, cdf2):
-    """:func:`road_pmt_expectations` and, per PMT of its list, what :func:`road_llr` needs of
-    the same track and tables (:func:`road_llr_of`; one pass over the road for both).
+def road_light(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_start, blk_c, blk_r, k, c, sin_c, cos_c,
+               road, t_lo, t_hi, z_min, z_max, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2,
+               npe_d2, pdf2, cdf2):
+    """One pass over the road of the track (p, u, t0): the brightness-fit inputs of every PMT and
+    what :func:`road_llr_of` needs to give :func:`road_llr` of the same track and tables.
 
-    Returns a, charge, z_emit, d of :func:`road_pmt_expectations` and ``llr_data`` (n_road, 12):
-    unit-brightness m1, m2 (:func:`_signal_npe`), the CDF tables at t_lo, t_hi of both
-    components, 1.0 if the PMT has a hit in the window (else 0.0), the time residual t of its
-    first one and the PDF and CDF tables of both components at t (only where used).
-
-    Per PMT within ``road`` of the track (p, u, t0), whose direct-light emission point lies
-    in [z_min, z_max] along the track: the expected signal pe in the time window of a
+    Per PMT within ``road`` of the track whose direct-light emission point lies in
+    [z_min, z_max] along the track: the expected signal pe in the time window of a
     unit-brightness track, a_i = m(d, c)·(F(t_hi) − F(t_lo)), and the summed charge of its hits
     with a time residual in the window (0 without such a hit; PHYSICS.md §9.2 item 4,
     JMuonEnergy-like). ``blk_start, blk_c, blk_r``: PMT blocks (:func:`pmt_blocks`) culled as a
@@ -1259,6 +1254,10 @@ def road_light(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_s
     z_emit : float array (n_road,)
         Emission point along the track [m] (from p).
     d : float array (n_road,)
+    llr_data : float array (n_road, 12)
+        Unit-brightness m1, m2 (:func:`_signal_npe`), the CDF tables at t_lo, t_hi of both
+        components, 1.0 if the PMT has a hit in the window (else 0.0), the time residual t of
+        its first one and the PDF and CDF tables of both components at t (only where used).
     """
     n_p = pmt_pos.shape[0]
     charge_of = np.zeros(n_p)
@@ -1333,33 +1332,6 @@ def road_light(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_s
             dist[m] = d
             m += 1
     return a[:m].copy(), charge[:m].copy(), z[:m].copy(), dist[:m].copy(), ld[:m].copy()
-
-
-@nb.njit(cache=True)
-def road_pmt_expectations(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_start, blk_c, blk_r, k, c,
-                          sin_c, cos_c, road, t_lo, t_hi, z_min, z_max, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf,
-                          n_phi, d_scale, w2, npe_d2, pdf2, cdf2):
-    """Per PMT within ``road`` of the track (p, u, t0), whose direct-light emission point lies
-    in [z_min, z_max] along the track: the expected signal pe in the time window of a
-    unit-brightness track, a_i = m(d, c)·(F(t_hi) − F(t_lo)), and the summed charge of its hits
-    with a time residual in the window (0 without such a hit; PHYSICS.md §9.2 item 4,
-    JMuonEnergy-like). ``blk_start, blk_c, blk_r``: PMT blocks (:func:`pmt_blocks`) culled as a
-    whole when they lie outside the road (same result as testing every PMT).
-
-    Returns
-    -------
-    a : float array (n_road,)
-    charge : float array (n_road,)
-        Summed ``hit_charge`` [pe] of the PMT's hits in the window, negative if one of them
-        saturated (``hit_charge`` < 0; see :func:`fit_brightness`).
-    z_emit : float array (n_road,)
-        Emission point along the track [m] (from p).
-    d : float array (n_road,)
-    """
-    a, charge, z, dist, _ = road_light(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_start, blk_c,
-                                       blk_r, k, c, sin_c, cos_c, road, t_lo, t_hi, z_min, z_max, d_floor, d0, dd, c0,
-                                       dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2)
-    return a, charge, z, dist
 
 
 @nb.njit(cache=True)
