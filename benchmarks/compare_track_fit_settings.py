@@ -5,11 +5,12 @@ fits the triggered ones with the default ``TrackFitConfig`` and with each JSON d
 settings given on the command line; prints fits per CPU second, the median and 80 % quantile
 of the angle to the muon and the number of fits off by more than 5°.
 
-Usage: ``python benchmarks/compare_track_fit_settings.py '{"road_width_m": 100}' '{"n_prefits": 3}'``
+Usage: ``python benchmarks/compare_track_fit_settings.py [--muons N] [--seed S] '{"road_width_m": 100}' '{"n_prefits": 3}'``
+(``--muons``: simulated muons, default 100; ``--seed``: default 21).
 """
 
+import argparse
 import json
-import sys
 import time
 
 import numpy as np
@@ -18,11 +19,17 @@ from km3sim.detector.geometry import build_arca_block
 from km3sim.stage import SITE_PRESETS
 from km3sim.reco.samples import simulate_chain, single_muons
 from km3sim.reco.track import TrackFitConfig, TrackFitter, iterate_events
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("--muons", type=int, default=100)
+ap.add_argument("--seed", type=int, default=21)
+ap.add_argument("settings", nargs="*", help="JSON dicts of TrackFitConfig settings")
+opts = ap.parse_args()
 det, site = build_arca_block(115), SITE_PRESETS["arca"]
-events, tracks = single_muons(det, 100, (3e2, 1e5), seed=21)
-t = simulate_chain(det, site, {"events": events, "mc_tracks": tracks}, seed=21, configs={"pmt_response": {"k40_rate_hz": 6000.0}})
+events, tracks = single_muons(det, opts.muons, (3e2, 1e5), seed=opts.seed)
+t = simulate_chain(det, site, {"events": events, "mc_tracks": tracks}, seed=opts.seed,
+                   configs={"pmt_response": {"k40_rate_hz": 6000.0}})
 mu = t["mc_tracks"]; mu = mu[mu["track_id"] == 0]
-for kw in [dict(), *[json.loads(a) for a in sys.argv[1:]]]:
+for kw in [dict(), *[json.loads(a) for a in opts.settings]]:
     f = TrackFitter(TrackFitConfig(**kw), det, site)
     evs = list(iterate_events(t["triggered_events"], t["snapshot_hits"], det, f.cfg.slewing, "track_fit"))
     f.fit_event(evs[0][1])

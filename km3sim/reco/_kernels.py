@@ -1079,6 +1079,299 @@ def _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, bright
     return g, h
 
 
+# ------------------------------------------------------------------------------------------
+# Analytic gradient of −ln L (gandalf_terms) for the n_phi == 0 table layout (Pandel and other
+# (d, c) tables): the likelihood is piecewise multilinear in (distance coordinate, cosine, time
+# residual), so its exact derivatives are those of the interpolation cells, chained with the
+# derivatives of the track geometry (L, d, c) with respect to the fit parameters. One pass over
+# the hits gives all five components, where central differences need ten.
+# ------------------------------------------------------------------------------------------
+@nb.njit(cache=True)
+def _cell_g(x, x0, dx, n):
+    """:func:`_cell` (same node and fraction) and the derivative of the fraction with respect to
+    x (0 where clamped)."""
+    u = (x - x0) / dx
+    if u <= 0.0:
+        return 0, 0.0, 0.0
+    if u >= n - 1:
+        return n - 2, 1.0, 0.0
+    i = int(u)
+    return i, u - i, 1.0 / dx
+
+
+@nb.njit(cache=True)
+def _npe0_g(npe_d, xd, d, o1, d0, dd, c0, dc, n_pdf_d, d_floor):
+    """:func:`_npe_o` for n_phi == 0 and its partial derivatives: (v, ∂v/∂xd, ∂v/∂d at fixed xd,
+    ∂v/∂c)."""
+    nd = npe_d.shape[0]
+    i, fi, gi = _cell_g(xd, d0, dd * (n_pdf_d - 1) / (nd - 1), nd)
+    q, fc, gc = _cell_g(o1, c0, dc, npe_d.shape[1])
+    s0 = npe_d[i, q + 1] - npe_d[i, q]
+    s1 = npe_d[i + 1, q + 1] - npe_d[i + 1, q]
+    v0 = npe_d[i, q] + fc * s0
+    v1 = npe_d[i + 1, q] + fc * s1
+    den = max(d, d_floor)
+    v = (v0 + fi * (v1 - v0)) / den
+    return v, gi * (v1 - v0) / den, (-v / den if d > d_floor else 0.0), gc * (s0 + fi * (s1 - s0)) / den
+
+
+@nb.njit(cache=True)
+def _tab0_g(tab, xd, o1, t, d0, dd, c0, dc, t0, dt):
+    """:func:`_table_t` (a (n_d, n_cp, n_t) table) and its partial derivatives: (v, ∂v/∂xd,
+    ∂v/∂c, ∂v/∂t)."""
+    nd = tab.shape[0]
+    ncp = tab.shape[1]
+    nt = tab.shape[2]
+    i, fi, gi = _cell_g(xd, d0, dd, nd)
+    j, ft, gt = _cell_g(t, t0, dt, nt)
+    if ncp == 1:
+        a0 = tab[i, 0, j]
+        s0 = tab[i, 0, j + 1] - a0
+        b0 = tab[i + 1, 0, j]
+        s1 = tab[i + 1, 0, j + 1] - b0
+        v00 = a0 + ft * s0
+        v10 = b0 + ft * s1
+        return v00 + fi * (v10 - v00), gi * (v10 - v00), 0.0, gt * (s0 + fi * (s1 - s0))
+    q, fc, gc = _cell_g(o1, c0, dc, ncp)
+    v = 0.0
+    vx = 0.0
+    vc = 0.0
+    vt = 0.0
+    for a in range(2):
+        wa = fi if a == 1 else 1.0 - fi
+        ga = gi if a == 1 else -gi
+        for b in range(2):
+            wb = fc if b == 1 else 1.0 - fc
+            gb = gc if b == 1 else -gc
+            lo = tab[i + a, q + b, j]
+            hi = tab[i + a, q + b, j + 1]
+            val = lo + ft * (hi - lo)
+            v += wa * wb * val
+            vx += ga * wb * val
+            vc += wa * gb * val
+            vt += wa * wb * gt * (hi - lo)
+    return v, vx, vc, vt
+
+
+@nb.njit(cache=True)
+def _edge0_g(e, xd, o1, d0, dd, c0, dc):
+    """:func:`_tab_edge` for n_phi == 0 and its partial derivatives: (v, ∂v/∂xd, ∂v/∂c)."""
+    i, fi, gi = _cell_g(xd, d0, dd, e.shape[0])
+    if e.shape[1] == 1:
+        v00 = e[i, 0, 0]
+        v10 = e[i + 1, 0, 0]
+        return v00 + fi * (v10 - v00), gi * (v10 - v00), 0.0
+    q, fc, gc = _cell_g(o1, c0, dc, e.shape[1])
+    v = 0.0
+    vx = 0.0
+    vc = 0.0
+    for a in range(2):
+        wa = fi if a == 1 else 1.0 - fi
+        ga = gi if a == 1 else -gi
+        for b in range(2):
+            wb = fc if b == 1 else 1.0 - fc
+            gb = gc if b == 1 else -gc
+            val = e[i + a, q + b, 0]
+            v += wa * wb * val
+            vx += ga * wb * val
+            vc += wa * gb * val
+    return v, vx, vc
+
+
+@nb.njit(cache=True)
+def _light0_g(npe_d, pdf, cdf, elo, ehi, scale, xd, d, cp, tr, trc, d0, dd, c0, dc, tt0, dt, d_floor, dxd_dd, out):
+    """One light component of :func:`gandalf_terms_grad`: adds m·(pdf, cdf, cdf_lo, cdf_hi)
+    (m = ``scale`` × the unit-brightness npe) to out[0:4] and their derivatives with respect to
+    d (out[4:8]), c (out[8:12]) and the time residual (out[12:14], pdf and cdf)."""
+    n, nx, ndd, nc = _npe0_g(npe_d, xd, d, cp, d0, dd, c0, dc, pdf.shape[0], d_floor)
+    m = scale * n
+    m_d = scale * (nx * dxd_dd + ndd)
+    m_c = scale * nc
+    P, Px, Pc, Pt = _tab0_g(pdf, xd, cp, tr, d0, dd, c0, dc, tt0, dt)
+    F, Fx, Fc, Ft = _tab0_g(cdf, xd, cp, trc, d0, dd, c0, dc, tt0, dt)
+    Lo, Lox, Loc = _edge0_g(elo, xd, cp, d0, dd, c0, dc)
+    Hi, Hix, Hic = _edge0_g(ehi, xd, cp, d0, dd, c0, dc)
+    out[0] += m * P
+    out[1] += m * F
+    out[2] += m * Lo
+    out[3] += m * Hi
+    out[4] += m_d * P + m * Px * dxd_dd
+    out[5] += m_d * F + m * Fx * dxd_dd
+    out[6] += m_d * Lo + m * Lox * dxd_dd
+    out[7] += m_d * Hi + m * Hix * dxd_dd
+    out[8] += m_c * P + m * Pc
+    out[9] += m_c * F + m * Fc
+    out[10] += m_c * Lo + m * Loc
+    out[11] += m_c * Hi + m * Hic
+    out[12] += m * Pt
+    out[13] += m * Ft
+
+
+@nb.njit(cache=True)
+def gandalf_terms_grad(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                       d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
+                       elo, ehi, elo2, ehi2, out, jac):
+    """:func:`gandalf_terms_e` and the exact gradient of every term with respect to the five fit
+    parameters (``jac`` (n, 5)), for the n_phi == 0 layout only.
+
+    The term of a hit depends on the parameters through the time residual t_r, the distance d
+    and the cosine c of the direct photon with the PMT axis; its partial derivatives in those
+    are the slopes of the interpolation cells (the tables are piecewise multilinear), and
+    t_r, d, c are differentiated analytically: with V = x − p, L = V·u, r = V − L u (|r| = d),
+    δL = −u·δp + V·δu, δd = −(r·δp + L V·δu)/d, c = sin θc (r·A)/d + cos θc (u·A) and
+    δt_r = −(δL + k δd)/c − δt0 (p = cog + a f1 + b f2, u = (u0 + α f1 + β f2)/|…|).
+
+    Returns the sum of the terms.
+    """
+    p, u, nrm = track_point_direction(x, u0, f1, f2, cog)
+    uf1 = u[0] * f1[0] + u[1] * f1[1] + u[2] * f1[2]
+    uf2 = u[0] * f2[0] + u[1] * f2[1] + u[2] * f2[2]
+    # ∂u/∂α, ∂u/∂β
+    gu = np.empty((2, 3))
+    for a in range(3):
+        gu[0, a] = (f1[a] - u[a] * uf1) / nrm
+        gu[1, a] = (f2[a] - u[a] * uf2) / nrm
+    acc = np.empty(14)
+    w1 = (1.0 - w2) * brightness if w2 > 0.0 else brightness
+    wb2 = w2 * brightness
+    total = 0.0
+    for i in range(t.shape[0]):
+        vx = pos[i, 0] - p[0]
+        vy = pos[i, 1] - p[1]
+        vz = pos[i, 2] - p[2]
+        ax = pdir[i, 0]
+        ay = pdir[i, 1]
+        az = pdir[i, 2]
+        L = vx * u[0] + vy * u[1] + vz * u[2]
+        d2 = vx * vx + vy * vy + vz * vz - L * L
+        d = math.sqrt(d2) if d2 > 0.0 else 0.0
+        rx = vx - L * u[0]
+        ry = vy - L * u[1]
+        rz = vz - L * u[2]
+        ua = ax * u[0] + ay * u[1] + az * u[2]
+        if d > 1e-9:
+            wx = sin_c * rx / d + cos_c * u[0]
+            wy = sin_c * ry / d + cos_c * u[1]
+            wz = sin_c * rz / d + cos_c * u[2]
+        else:
+            wx, wy, wz = u[0], u[1], u[2]
+        cp = wx * ax + wy * ay + wz * az
+        tr = t[i] - x[4] - (L + k * d) / c
+        trc = min(max(tr, t_lo), t_hi)
+        xd = _dcoord(d, d_scale)
+        dxd_dd = 1.0 / (d_scale + d) if d_scale > 0.0 else 1.0
+        for a in range(14):
+            acc[a] = 0.0
+        _light0_g(npe_d, pdf, cdf, elo, ehi, w1, xd, d, cp, tr, trc, d0, dd, c0, dc, tt0, dt, d_floor, dxd_dd, acc)
+        if w2 > 0.0:
+            _light0_g(npe_d2, pdf2, cdf2, elo2, ehi2, wb2, xd, d, cp, tr, trc, d0, dd, c0, dc, tt0, dt, d_floor,
+                      dxd_dd, acc)
+        lam = acc[0] + rate_bg
+        big_w = (acc[3] - acc[2]) + rate_bg * (t_hi - t_lo)
+        term = -math.log(lam) + (acc[1] - acc[2]) + rate_bg * (trc - t_lo) + math.log(-math.expm1(-big_w))
+        out[i] = term
+        total += term
+        # ∂term/∂(d, c, t_r)
+        ew = 1.0 / math.expm1(big_w)
+        inwin = 1.0 if (tr >= t_lo and tr <= t_hi) else 0.0
+        T_d = -acc[4] / lam + (acc[5] - acc[6]) + (acc[7] - acc[6]) * ew
+        T_c = -acc[8] / lam + (acc[9] - acc[10]) + (acc[11] - acc[10]) * ew
+        T_t = -acc[12] / lam + inwin * (acc[13] + rate_bg)
+        ra = rx * ax + ry * ay + rz * az
+        for a in range(4):
+            if a < 2:  # δp = 0, δu = gu[a]
+                vdu = vx * gu[a, 0] + vy * gu[a, 1] + vz * gu[a, 2]
+                adu = ax * gu[a, 0] + ay * gu[a, 1] + az * gu[a, 2]
+                dL = vdu
+                dd_ = -L * vdu / d if d > 1e-9 else 0.0
+                dra = -dL * ua - L * adu
+            else:  # δp = f1 or f2, δu = 0
+                fv = f1 if a == 2 else f2
+                up = u[0] * fv[0] + u[1] * fv[1] + u[2] * fv[2]
+                rp = rx * fv[0] + ry * fv[1] + rz * fv[2]
+                ap = ax * fv[0] + ay * fv[1] + az * fv[2]
+                adu = 0.0
+                dL = -up
+                dd_ = -rp / d if d > 1e-9 else 0.0
+                dra = -ap - dL * ua
+            if d > 1e-9:
+                dcp = sin_c * (dra / d - ra * dd_ / (d * d)) + cos_c * adu
+            else:
+                dcp = adu
+            jac[i, a] = T_d * dd_ + T_c * dcp - T_t * (dL + k * dd_) / c
+        jac[i, 4] = -T_t
+    return total
+
+
+@nb.njit(cache=True)
+def _gandalf_scores_g(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, elo,
+                      ehi, elo2, ehi2, buf, jac):
+    """:func:`_gandalf_scores` with the exact gradient of :func:`gandalf_terms_grad` (n_phi == 0)."""
+    gandalf_terms_grad(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                       d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
+                       elo, ehi, elo2, ehi2, buf, jac)
+    g = np.zeros(5)
+    h = np.zeros((5, 5))
+    for i in range(t.shape[0]):
+        for a in range(5):
+            g[a] += jac[i, a]
+            for b in range(a, 5):
+                h[a, b] += jac[i, a] * jac[i, b]
+    for a in range(5):
+        for b in range(a):
+            h[a, b] = h[b, a]
+    return g, h
+
+
+@nb.njit(cache=True)
+def gandalf_hessian_g(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
+                      elo, ehi, elo2, ehi2, steps):
+    """Hessian of −ln L (:func:`gandalf_terms`) at x by central differences of the exact gradient
+    (:func:`gandalf_terms_grad`, n_phi == 0 only) with ``steps``, symmetrised: column b is
+    (∇f(x + h_b e_b) − ∇f(x − h_b e_b))/(2 h_b). Ten gradient passes, where second differences
+    of −ln L (:func:`km3sim.reco.numerics.central_hessian`) need 51 passes; with the same
+    steps both average the piecewise-constant curvature of the tables over the same cells."""
+    n = t.shape[0]
+    buf = np.empty(n)
+    jac = np.empty((n, 5))
+    h = np.zeros((5, 5))
+    for b in range(5):
+        for sgn in (1.0, -1.0):
+            xx = x.copy()
+            xx[b] += sgn * steps[b]
+            gandalf_terms_grad(xx, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                               d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2,
+                               cdf2, elo, ehi, elo2, ehi2, buf, jac)
+            for a in range(5):
+                s = 0.0
+                for i in range(n):
+                    s += jac[i, a]
+                h[a, b] += sgn * s / (2.0 * steps[b])
+    for a in range(5):
+        for b in range(a):
+            v = 0.5 * (h[a, b] + h[b, a])
+            h[a, b] = v
+            h[b, a] = v
+    return h
+
+
+@nb.njit(cache=True)
+def _gandalf_gradient(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, elo,
+                      ehi, elo2, ehi2, steps, tp, tm, jac):
+    """Gradient of −ln L and the BHHH matrix: exact (:func:`_gandalf_scores_g`) for the n_phi == 0
+    layout, central differences with ``steps`` (:func:`_gandalf_scores`) otherwise."""
+    if n_phi == 0:
+        return _gandalf_scores_g(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo,
+                                 t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2,
+                                 pdf2, cdf2, elo, ehi, elo2, ehi2, tp, jac)
+    return _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                           d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
+                           elo, ehi, elo2, ehi2, steps, tp, tm)
+
+
 @nb.njit(cache=True)
 def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
                 d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, steps, max_iter):
@@ -1111,9 +1404,10 @@ def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightnes
                         elo, ehi, elo2, ehi2, buf)
     if not np.isfinite(f):
         return x, f, 0, False
-    g, h = _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                           d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
-                           elo, ehi, elo2, ehi2, steps, tp, tm)
+    jac = np.empty((n, 5))
+    g, h = _gandalf_gradient(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+                             d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
+                             elo, ehi, elo2, ehi2, steps, tp, tm, jac)
     floor = np.empty(5)
     for a in range(5):
         floor[a] = 1e-6 / (steps[a] * steps[a])
@@ -1145,9 +1439,9 @@ def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightnes
         lam = max(lam * 0.1, 1e-6)
         if gain < 1e-4:
             break
-        gn, hb = _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo,
-                                 t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2,
-                                 pdf2, cdf2, elo, ehi, elo2, ehi2, steps, tp, tm)
+        gn, hb = _gandalf_gradient(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo,
+                                   t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2,
+                                   pdf2, cdf2, elo, ehi, elo2, ehi2, steps, tp, tm, jac)
         # BFGS update of the curvature with s = step, y = gn - g (skipped unless s·y > 0)
         y = gn - g
         sy = 0.0
@@ -1307,17 +1601,25 @@ def road_light(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_s
                                                        sin_c, cos_c, n_phi)
             xd = _dcoord(d, d_scale)
             m1, m2 = _signal_npe(xd, d, o1, o2, d0, dd, c0, dc, npe_d, pdf, n_phi, w2, npe_d2, pdf2, d_floor)
-            a[m] = (_signal_edge(ehi, ehi2, m1, m2, xd, o1, o2, d0, dd, c0, dc, n_phi)
-                    - _signal_edge(elo, elo2, m1, m2, xd, o1, o2, d0, dd, c0, dc, n_phi))
             for col in range(12):
                 ld[m, col] = 0.0
             ld[m, 0] = m1
             ld[m, 1] = m2
-            ld[m, 2] = _tab_edge(elo, xd, o1, o2, d0, dd, c0, dc, n_phi)
-            ld[m, 3] = _tab_edge(ehi, xd, o1, o2, d0, dd, c0, dc, n_phi)
+            lo1 = _tab_edge(elo, xd, o1, o2, d0, dd, c0, dc, n_phi)
+            hi1 = _tab_edge(ehi, xd, o1, o2, d0, dd, c0, dc, n_phi)
+            ld[m, 2] = lo1
+            ld[m, 3] = hi1
+            # a = _signal_edge(ehi, ...) − _signal_edge(elo, ...), same arithmetic, each table once
+            s_hi = m1 * hi1
+            s_lo = m1 * lo1
             if m2 > 0.0:
-                ld[m, 4] = _tab_edge(elo2, xd, o1, o2, d0, dd, c0, dc, n_phi)
-                ld[m, 5] = _tab_edge(ehi2, xd, o1, o2, d0, dd, c0, dc, n_phi)
+                lo2 = _tab_edge(elo2, xd, o1, o2, d0, dd, c0, dc, n_phi)
+                hi2 = _tab_edge(ehi2, xd, o1, o2, d0, dd, c0, dc, n_phi)
+                ld[m, 4] = lo2
+                ld[m, 5] = hi2
+                s_hi += m2 * hi2
+                s_lo += m2 * lo2
+            a[m] = s_hi - s_lo
             tr = first[q]
             if not np.isnan(tr):
                 ld[m, 6] = 1.0
@@ -1387,25 +1689,38 @@ def fit_brightness(a, charge, bg, b_min, b_max):
         ln L(B) − ln L(0), the likelihood gain over background only.
     """
     n = a.shape[0]
+    # PMTs without charge add −a_i to dlnl and −(B a_i + bg) to ln L: summed once, so that the
+    # iterations only loop over the PMTs with charge (a few % of a km³ road)
+    a_zero = 0.0
+    n_zero = 0
+    hit = np.empty(n, dtype=np.int64)
+    n_hit = 0
+    for i in range(n):
+        if charge[i] == 0.0:
+            a_zero += a[i]
+            n_zero += 1
+        else:
+            hit[n_hit] = i
+            n_hit += 1
 
     def dlnl(b):
-        s = 0.0
-        for i in range(n):
+        s = -a_zero
+        for j in range(n_hit):
+            i = hit[j]
             mu = b * a[i] + bg
-            if charge[i] >= 0.0:
+            if charge[i] > 0.0:
                 s += charge[i] * a[i] / mu - a[i]
             elif mu < -charge[i]:
                 s += a[i] * (-charge[i] / mu - 1.0)
         return s
 
     def lnl(b):
-        s = 0.0
-        for i in range(n):
+        s = -(b * a_zero + n_zero * bg)
+        for j in range(n_hit):
+            i = hit[j]
             mu = b * a[i] + bg
-            if charge[i] >= 0.0:
-                if charge[i] > 0.0:
-                    s += charge[i] * math.log(mu)
-                s -= mu
+            if charge[i] > 0.0:
+                s += charge[i] * math.log(mu) - mu
             elif mu < -charge[i]:
                 q = -charge[i]
                 s += q * math.log(mu) - mu - (q * math.log(q) - q)

@@ -430,11 +430,16 @@ class TrackFitter:
 
     def _beta0(self, hess_at) -> float:
         """beta0 = sqrt(C_αα + C_ββ) from the central Hessian of −ln L at the fitted track
-        (``hess_at``: the parameters and kernel arguments of :meth:`_gandalf`)."""
+        (``hess_at``: the parameters and kernel arguments of :meth:`_gandalf`): differences of
+        the exact gradient (:func:`~km3sim.reco._kernels.gandalf_hessian_g`) for (d, c) tables,
+        second differences of −ln L otherwise."""
         x, args, targs = hess_at
-        # gandalf_terms with the window-edge CDF tables computed once for the 2n² + 1 calls
+        # the window-edge CDF tables computed once for all the calls
         edges = K.window_edge_tables(targs[8], targs[14], targs[9], targs[4], targs[5], self.cfg.t_min_ns, self.cfg.t_max_ns)
-        h = central_hessian(K.gandalf_terms_e, x, self.hess_steps, *args, *edges, np.empty(len(args[6])))
+        if targs[9] == 0:  # n_phi
+            h = K.gandalf_hessian_g(x, *args, *edges, self.hess_steps)
+        else:
+            h = central_hessian(K.gandalf_terms_e, x, self.hess_steps, *args, *edges, np.empty(len(args[6])))
         cov = K.invert_matrix(h)
         var = cov[0, 0] + cov[1, 1]
         return math.sqrt(var) if (np.isfinite(var) and var > 0 and cov[0, 0] > 0 and cov[1, 1] > 0) else np.nan
