@@ -258,83 +258,168 @@ def _solve4(a, b):
 @nb.njit(cache=True)
 def _linear_track_fit(xp, yp, tau, w, active, k):
     """Weighted linear fit of (T, x0, y0) for a fixed direction; see :func:`scan_directions`."""
-    a = np.zeros((4, 4))
-    bv = np.zeros(4)
-    row = np.empty(4)
     k2 = k * k
+    # normal equations of the rows (2τ, −2k²x', −2k²y', 1) and right-hand sides τ² − k²(x'² + y'²)
+    s00 = s01 = s02 = s03 = s11 = s12 = s13 = s22 = s23 = s33 = 0.0
+    b0 = b1 = b2 = b3 = 0.0
     for i in range(xp.shape[0]):
         if not active[i]:
             continue
-        row[0] = 2.0 * tau[i]
-        row[1] = -2.0 * k2 * xp[i]
-        row[2] = -2.0 * k2 * yp[i]
-        row[3] = 1.0
+        r0 = 2.0 * tau[i]
+        r1 = -2.0 * k2 * xp[i]
+        r2 = -2.0 * k2 * yp[i]
         rhs = tau[i] * tau[i] - k2 * (xp[i] * xp[i] + yp[i] * yp[i])
         wi = w[i] * w[i]
-        for r in range(4):
-            bv[r] += wi * row[r] * rhs
-            for q in range(r, 4):
-                a[r, q] += wi * row[r] * row[q]
-    for r in range(4):
-        for q in range(r):
-            a[r, q] = a[q, r]
+        wr0 = wi * r0
+        wr1 = wi * r1
+        wr2 = wi * r2
+        b0 += wr0 * rhs
+        b1 += wr1 * rhs
+        b2 += wr2 * rhs
+        b3 += wi * rhs
+        s00 += wr0 * r0
+        s01 += wr0 * r1
+        s02 += wr0 * r2
+        s03 += wr0
+        s11 += wr1 * r1
+        s12 += wr1 * r2
+        s13 += wr1
+        s22 += wr2 * r2
+        s23 += wr2
+        s33 += wi
+    a = np.empty((4, 4))
+    a[0, 0] = s00
+    a[0, 1] = a[1, 0] = s01
+    a[0, 2] = a[2, 0] = s02
+    a[0, 3] = a[3, 0] = s03
+    a[1, 1] = s11
+    a[1, 2] = a[2, 1] = s12
+    a[1, 3] = a[3, 1] = s13
+    a[2, 2] = s22
+    a[2, 3] = a[3, 2] = s23
+    a[3, 3] = s33
+    bv = np.empty(4)
+    bv[0] = b0
+    bv[1] = b1
+    bv[2] = b2
+    bv[3] = b3
     return _solve4(a, bv)
 
 
 @nb.njit(cache=True)
-def _scan_residuals(xp, yp, tau, T, x0, y0, k, c, res, w, active):
-    """Time residuals and linearisation weights of the scan fit; returns max |res| of the active hits."""
+def _scan_residuals(xp, yp, tau, T, x0, y0, k, c, res, jx, jy, active):
+    """Time residuals of the scan fit and the derivatives of c·r_i with respect to (x0, y0), as
+    :func:`_gauss_newton3` uses them (ρ clamped at 1 mm there); returns max |res| of the active hits."""
     rmax = 0.0
     for i in range(tau.shape[0]):
-        rho = math.sqrt((xp[i] - x0) ** 2 + (yp[i] - y0) ** 2)
+        dx = xp[i] - x0
+        dy = yp[i] - y0
+        rho = math.sqrt(dx * dx + dy * dy)
         res[i] = (tau[i] - T - k * rho) / c
-        w[i] = 1.0 / (abs(tau[i] - T) + k * rho + 1.0)
+        rc = rho if rho >= 1e-3 else 1e-3
+        jx[i] = -k * dx / rc
+        jy[i] = -k * dy / rc
         if active[i] and abs(res[i]) > rmax:
             rmax = abs(res[i])
     return rmax
 
 
 @nb.njit(cache=True)
-def _gauss_newton3(xp, yp, tau, T, x0, y0, k, c, scale, active, res, late_weight):
+def _gauss_newton3(T, x0, y0, c, scale, active, res, jx, jy, late_weight):
     """One Gauss-Newton step of (T, x0, y0) for a fixed direction on the residuals
-    c·r_i = τ_i − T − k·ρ_i of the active hits, with Cauchy weights 1/(1 + (r_i/scale)²)
-    (``res`` holds the current residuals r_i [ns]), late hits (r_i > 0) weighted by ``late_weight``."""
-    a = np.zeros((3, 3))
-    b = np.zeros(3)
-    for i in range(tau.shape[0]):
+    c·r_i = τ_i − T − k·ρ_i of the active hits, with Cauchy weights 1/(1 + (r_i/scale)²), late
+    hits (r_i > 0) weighted by ``late_weight``; ``res``, ``jx``, ``jy``: the residuals r_i [ns]
+    and derivatives of c·r_i at (T, x0, y0) (:func:`_scan_residuals`). The 3 × 3 normal
+    equations (slightly regularised) are solved by cofactors; not ok if (nearly) singular."""
+    a00 = a01 = a02 = a11 = a12 = a22 = 0.0
+    b0 = b1 = b2 = 0.0
+    inv_s2 = 1.0 / (scale * scale)
+    for i in range(res.shape[0]):
         if not active[i]:
             continue
-        dx = xp[i] - x0
-        dy = yp[i] - y0
-        rho = math.sqrt(dx * dx + dy * dy)
-        if rho < 1e-3:
-            rho = 1e-3
-        r = tau[i] - T - k * rho
-        wt = 1.0 / (1.0 + (res[i] / scale) ** 2)
+        r = c * res[i]
+        wt = 1.0 / (1.0 + res[i] * res[i] * inv_s2)
         if res[i] > 0.0:
             wt *= late_weight
         # r(T + d0, x0 + d1, y0 + d2) ≈ r - j·d with j = (1, -k dx/ρ, -k dy/ρ)
-        j0 = 1.0
-        j1 = -k * dx / rho
-        j2 = -k * dy / rho
-        b[0] += wt * j0 * r
-        b[1] += wt * j1 * r
-        b[2] += wt * j2 * r
-        a[0, 0] += wt * j0 * j0
-        a[0, 1] += wt * j0 * j1
-        a[0, 2] += wt * j0 * j2
-        a[1, 1] += wt * j1 * j1
-        a[1, 2] += wt * j1 * j2
-        a[2, 2] += wt * j2 * j2
-    a[1, 0] = a[0, 1]
-    a[2, 0] = a[0, 2]
-    a[2, 1] = a[1, 2]
-    for q in range(3):
-        a[q, q] += 1e-9 * (1.0 + a[q, q])
-    d, ok = _solve_sym(a, b)
-    if not ok:
+        j1 = jx[i]
+        j2 = jy[i]
+        wj1 = wt * j1
+        wj2 = wt * j2
+        b0 += wt * r
+        b1 += wj1 * r
+        b2 += wj2 * r
+        a00 += wt
+        a01 += wj1
+        a02 += wj2
+        a11 += wj1 * j1
+        a12 += wj1 * j2
+        a22 += wj2 * j2
+    a00 += 1e-9 * (1.0 + a00)
+    a11 += 1e-9 * (1.0 + a11)
+    a22 += 1e-9 * (1.0 + a22)
+    c00 = a11 * a22 - a12 * a12
+    c01 = a02 * a12 - a01 * a22
+    c02 = a01 * a12 - a02 * a11
+    det = a00 * c00 + a01 * c01 + a02 * c02
+    scl = max(a00, a11, a22)
+    if not (abs(det) > 1e-14 * scl * scl * scl) or not math.isfinite(det):
         return T, x0, y0, False
-    return T + d[0], x0 + d[1], y0 + d[2], True
+    c11 = a00 * a22 - a02 * a02
+    c12 = a01 * a02 - a00 * a12
+    c22 = a00 * a11 - a01 * a01
+    d0 = (c00 * b0 + c01 * b1 + c02 * b2) / det
+    d1 = (c01 * b0 + c11 * b1 + c12 * b2) / det
+    d2 = (c02 * b0 + c12 * b1 + c22 * b2) / det
+    if not (math.isfinite(d0) and math.isfinite(d1) and math.isfinite(d2)):
+        return T, x0, y0, False
+    return T + d0, x0 + d1, y0 + d2, True
+
+
+#: Bins per window width of :func:`_densest_window`.
+_DENSE_BINS = 16
+
+
+@nb.njit(cache=True)
+def _densest_window(tau, width, cnt):
+    """(count, lower edge) of the interval of length ``width`` holding the most values of ``tau``,
+    on a grid of ``width``/:data:`_DENSE_BINS` from min(tau) (counting in bins, no sort; the
+    exact densest interval by sorting if the values span more bins than ``cnt`` holds)."""
+    n = tau.shape[0]
+    lo = tau[0]
+    hi = tau[0]
+    for i in range(n):
+        lo = min(lo, tau[i])
+        hi = max(hi, tau[i])
+    h = width / _DENSE_BINS
+    nb_ = int((hi - lo) / h) + 1
+    if nb_ + _DENSE_BINS > cnt.shape[0]:
+        srt = np.sort(tau)
+        best_n = 0
+        best_lo = srt[0]
+        j = 0
+        for i in range(n):
+            while srt[i] - srt[j] > width:
+                j += 1
+            if i - j + 1 > best_n:
+                best_n = i - j + 1
+                best_lo = srt[j]
+        return best_n, best_lo
+    for b in range(nb_ + _DENSE_BINS):
+        cnt[b] = 0
+    for i in range(n):
+        cnt[int((tau[i] - lo) / h)] += 1
+    run = 0
+    for b in range(_DENSE_BINS):
+        run += cnt[b]
+    best_n = run
+    best_b = 0
+    for b in range(1, nb_):
+        run += cnt[b + _DENSE_BINS - 1] - cnt[b - 1]
+        if run > best_n:
+            best_n = run
+            best_b = b
+    return best_n, lo + best_b * h
 
 
 @nb.njit(cache=True)
@@ -348,8 +433,7 @@ def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter, tau_window=0.0
         τ_i² − k²(x'_i² + y'_i²) = 2 τ_i T − 2k² x'_i x0 − 2k² y'_i y0 + C,  τ_i = c t_i − z'_i,
 
     (a linear estimator of the track for a fixed direction, in the spirit of Jpp's
-    JMuonPrefit, PHYSICS.md §9.2). After the first fit each equation is weighted by
-    1/(|τ_i − T| + k ρ_i + 1 m), which makes its residual ≈ c × the time residual.
+    JMuonPrefit, PHYSICS.md §9.2).
 
     The algebraic fit is not robust. With ``tau_window`` > 0 only the hits in the densest
     interval of width ``tau_window`` of τ_i start the fit: for the true direction every
@@ -407,8 +491,10 @@ def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter, tau_window=0.0
     tau = np.empty(n)
     w = np.empty(n)
     res = np.empty(n)
-    comb = np.empty(n)
+    jx = np.empty(n)
+    jy = np.empty(n)
     active = np.empty(n, dtype=np.bool_)
+    cnt = np.empty(_DENSE_BINS * 64 + 2, dtype=np.int64)
     w2 = window * window
     for kd in range(n_dir):
         u = dirs[kd]
@@ -421,16 +507,7 @@ def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter, tau_window=0.0
             w[i] = 1.0
             active[i] = True
         if tau_window > 0.0 and n > min_hits:
-            srt = np.sort(tau)
-            best_n = 0
-            best_lo = srt[0]
-            j = 0
-            for i in range(n):
-                while srt[i] - srt[j] > tau_window:
-                    j += 1
-                if i - j + 1 > best_n:
-                    best_n = i - j + 1
-                    best_lo = srt[j]
+            best_n, best_lo = _densest_window(tau, tau_window, cnt)
             if best_n < min_hits:
                 continue
             for i in range(n):
@@ -438,19 +515,17 @@ def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter, tau_window=0.0
         # algebraic fit for a start, then Gauss-Newton steps of (T, x0, y0) on the time residuals
         # with Cauchy weights whose scale halves from max(window, max|r|/2) to window/2
         # (graduated M-estimation), then the hits within the window are fitted without weights
-        for i in range(n):
-            comb[i] = 1.0
-        sol, ok = _linear_track_fit(xp, yp, tau, comb, active, k)
+        sol, ok = _linear_track_fit(xp, yp, tau, w, active, k)
         if not ok:
             continue
         T, x0, y0 = sol[0], sol[1], sol[2]
-        rmax = _scan_residuals(xp, yp, tau, T, x0, y0, k, c, res, w, active)
+        rmax = _scan_residuals(xp, yp, tau, T, x0, y0, k, c, res, jx, jy, active)
         scale = max(window, 0.5 * rmax)
         for it in range(n_iter):
-            T, x0, y0, ok = _gauss_newton3(xp, yp, tau, T, x0, y0, k, c, scale, active, res, late_weight)
+            T, x0, y0, ok = _gauss_newton3(T, x0, y0, c, scale, active, res, jx, jy, late_weight)
             if not ok:
                 break
-            _scan_residuals(xp, yp, tau, T, x0, y0, k, c, res, w, active)
+            _scan_residuals(xp, yp, tau, T, x0, y0, k, c, res, jx, jy, active)
             if scale <= 0.5 * window:
                 break
             scale = max(0.5 * window, 0.5 * scale)
@@ -464,10 +539,10 @@ def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter, tau_window=0.0
         if n_act < min_hits:
             continue
         for _ in range(2):
-            T, x0, y0, ok = _gauss_newton3(xp, yp, tau, T, x0, y0, k, c, 1e30, active, res, late_weight)
+            T, x0, y0, ok = _gauss_newton3(T, x0, y0, c, 1e30, active, res, jx, jy, late_weight)
             if not ok:
                 break
-            _scan_residuals(xp, yp, tau, T, x0, y0, k, c, res, w, active)
+            _scan_residuals(xp, yp, tau, T, x0, y0, k, c, res, jx, jy, active)
         if not ok:
             continue
         q = 0.0
@@ -1553,11 +1628,13 @@ def road_light(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_s
         components, 1.0 if the PMT has a hit in the window (else 0.0), the time residual t of
         its first one and the PDF and CDF tables of both components at t (only where used).
     """
-    n_p = pmt_pos.shape[0]
-    charge_of = np.zeros(n_p)
-    saturated = np.zeros(n_p, dtype=np.bool_)
-    first = np.full(n_p, np.nan)
-    for i in range(t.shape[0]):
+    # the hits in the road and the window, grouped by PMT (stable: the first is the earliest);
+    # arrays of the size of the road, not of the detector (no per-call zeroing of 10^5 PMTs)
+    nh = t.shape[0]
+    hq = np.empty(nh, dtype=np.int64)
+    htr = np.empty(nh)
+    m_hit = 0
+    for i in range(nh):
         q = hit_pmt[i]
         L, d, ct, cp = _pmt_track_geometry(p[0], p[1], p[2], u[0], u[1], u[2], pmt_pos[q, 0], pmt_pos[q, 1],
                                            pmt_pos[q, 2], pmt_dir[q, 0], pmt_dir[q, 1], pmt_dir[q, 2], k, c, sin_c, cos_c)
@@ -1565,23 +1642,48 @@ def road_light(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_s
             continue
         tr = t[i] - t0 - ct / c
         if tr >= t_lo and tr <= t_hi:
-            charge_of[q] += abs(hit_charge[i])
-            if np.isnan(first[q]):
-                first[q] = tr
-            if hit_charge[i] < 0.0:
-                saturated[q] = True
-    a = np.empty(n_p)
-    charge = np.empty(n_p)
-    z = np.empty(n_p)
-    dist = np.empty(n_p)
-    ld = np.empty((n_p, 12))
+            hq[m_hit] = i
+            htr[m_hit] = tr
+            m_hit += 1
+    order = np.argsort(hit_pmt[hq[:m_hit]], kind="mergesort")
+    uq = np.empty(m_hit, dtype=np.int64)  # PMTs with hits in the window, ascending
+    ufirst = np.empty(m_hit)  # time residual of the first one
+    ucharge = np.empty(m_hit)  # summed |charge|
+    usat = np.zeros(m_hit, dtype=np.bool_)  # one of them saturated
+    nu = 0
+    for j in range(m_hit):
+        i = hq[order[j]]
+        q = hit_pmt[i]
+        if nu == 0 or uq[nu - 1] != q:
+            uq[nu] = q
+            ufirst[nu] = htr[order[j]]
+            ucharge[nu] = 0.0
+            nu += 1
+        ucharge[nu - 1] += abs(hit_charge[i])
+        if hit_charge[i] < 0.0:
+            usat[nu - 1] = True
+    # the blocks within the road (PMT indices ascending, as uq)
+    n_blk = blk_start.shape[0] - 1
+    near = np.empty(n_blk, dtype=np.int64)
+    n_near = 0
+    n_max = 0
+    for bk in range(n_blk):
+        if not _block_outside(p, u, blk_c, blk_r, bk, road):
+            near[n_near] = bk
+            n_near += 1
+            n_max += blk_start[bk + 1] - blk_start[bk]
+    a = np.empty(n_max)
+    charge = np.empty(n_max)
+    z = np.empty(n_max)
+    dist = np.empty(n_max)
+    ld = np.empty((n_max, 12))
     m = 0
+    ptr = 0
     cot_c = cos_c / sin_c
     road2 = road * road
     elo, ehi, elo2, ehi2 = window_edge_tables(cdf, cdf2, n_phi, tt0, dt, t_lo, t_hi)
-    for bk in range(blk_start.shape[0] - 1):
-        if _block_outside(p, u, blk_c, blk_r, bk, road):
-            continue
+    for ib in range(n_near):
+        bk = near[ib]
         for q in range(blk_start[bk], blk_start[bk + 1]):
             if not pmt_ok[q]:
                 continue
@@ -1620,8 +1722,11 @@ def road_light(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_s
                 s_hi += m2 * hi2
                 s_lo += m2 * lo2
             a[m] = s_hi - s_lo
-            tr = first[q]
-            if not np.isnan(tr):
+            while ptr < nu and uq[ptr] < q:
+                ptr += 1
+            hit = ptr < nu and uq[ptr] == q
+            if hit:
+                tr = ufirst[ptr]
                 ld[m, 6] = 1.0
                 ld[m, 7] = tr
                 ld[m, 8] = _tab_o(pdf, xd, o1, o2, tr, d0, dd, c0, dc, n_phi, tt0, dt)
@@ -1629,7 +1734,7 @@ def road_light(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_s
                 if m2 > 0.0:
                     ld[m, 9] = _tab_o(pdf2, xd, o1, o2, tr, d0, dd, c0, dc, n_phi, tt0, dt)
                     ld[m, 11] = _tab_o(cdf2, xd, o1, o2, tr, d0, dd, c0, dc, n_phi, tt0, dt)
-            charge[m] = -charge_of[q] if saturated[q] else charge_of[q]
+            charge[m] = (-ucharge[ptr] if usat[ptr] else ucharge[ptr]) if hit else 0.0
             z[m] = ze
             dist[m] = d
             m += 1

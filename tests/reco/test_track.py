@@ -144,6 +144,31 @@ def test_scan_finds_true_direction_among_grid(det):
     assert t0[0] + t.mean() == pytest.approx((x - p) @ u / C.C_LIGHT, abs=2.0)
 
 
+def _densest_exact(v, width):
+    """Most values of v in a closed interval of length width (brute force)."""
+    return max(int(np.count_nonzero((v >= a) & (v <= a + width))) for a in v)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_densest_window_within_one_bin_of_the_exact_one(seed):
+    """The binned densest window of the prefit holds at least the hits of the best interval one
+    bin (width/16) shorter and at most those of the best interval of the full width; its
+    interval holds the count it reports."""
+    rng = np.random.default_rng(seed)
+    width = 60.0
+    # a cluster of direct hits within ~width over a wide spread of uncorrelated ones
+    v = np.concatenate([rng.uniform(-1500.0, 1500.0, 80), rng.uniform(200.0, 200.0 + width, 40)])
+    rng.shuffle(v)
+    cnt = np.empty(K._DENSE_BINS * 64 + 2, dtype=np.int64)
+    n, lo = K._densest_window(v, width, cnt)
+    assert _densest_exact(v, width - width / K._DENSE_BINS) <= n <= _densest_exact(v, width)
+    assert np.count_nonzero((v >= lo) & (v <= lo + width)) >= n
+    # values spread over more bins than the buffer: the exact interval by sorting
+    n2, lo2 = K._densest_window(v, width, np.empty(8, dtype=np.int64))
+    assert n2 == _densest_exact(v, width)
+    assert np.count_nonzero((v >= lo2) & (v <= lo2 + width)) == n2
+
+
 def test_refine_directions_grid():
     u = direction(0.3, 1.0)
     g = K.refine_directions(u, math.radians(2.0), 2)
