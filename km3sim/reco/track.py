@@ -22,9 +22,11 @@ application that made them (km3io ``_definitions/reconstruction.py``, PHYSICS.md
    ±``hit_window_ns`` (soft-L1 M-estimator, Levenberg–Marquardt,
    :func:`~km3sim.reco._kernels.robust_track_fit`), hits re-selected and refitted. The
    candidates are ranked by the road likelihood ratio against background
-   (:func:`~km3sim.reco._kernels.road_llr`, all PMTs within ``road_width_m``, with each
-   candidate's own brightness), which compares candidates on the same data; the row is the
-   best candidate.
+   (:func:`~km3sim.reco._kernels.road_llr`, the PMTs within ``road_width_m`` along the seen
+   segment of the track, from the first to the last emission point of a hit ± half a road
+   width, so that a muon starting or stopping in the detector is not penalised for the dark
+   part of its infinite line; each candidate with its own brightness), which compares
+   candidates on the same data; the row is the best candidate.
 3. :data:`JMUONGANDALF` (3) — maximum-likelihood fit of the arrival times (JMuonGandalf-like)
    from the ``n_gandalf`` best candidates: the first hit of every PMT within ``road_width_m``
    with a residual in [``t_min_ns``, ``t_max_ns``], with the time-residual PDF and expected
@@ -110,6 +112,10 @@ JLINEFIT = 6
 
 STATUS_OK = 0
 STATUS_FAILED = 1
+
+#: Margin of the seen segment of the candidate ranking (:meth:`TrackFitter._llr_of`), in road
+#: widths: PMTs farther before the first / after the last emission point of a hit do not count.
+LLR_SEGMENT_MARGIN = 0.5
 
 #: ⁴⁰K singles rate per PMT assumed by the reconstruction in production [Hz] (PHYSICS.md §12:
 #: 7 kHz ORCA, 6 kHz ARCA).
@@ -384,9 +390,9 @@ class TrackFitter:
         )
         bg = self.rate_bg * (cfg.t_max_ns - cfg.t_min_ns)
         if len(a) == 0:
-            return np.nan, np.nan, 0, 0, llr_data
+            return np.nan, np.nan, 0, 0, llr_data, z
         b, gain = K.fit_brightness(a, charge, bg, 1e-2, 1e7)
-        return b, gain, int(np.count_nonzero(charge)), len(a), llr_data
+        return b, gain, int(np.count_nonzero(charge)), len(a), llr_data, z
 
     def light(self, ev: EventHits, p, u, t0):
         """Brightness B of the track and the kernels' table arguments for it: with a second light
@@ -409,9 +415,19 @@ class TrackFitter:
         return res, targs
 
     def _llr_of(self, light_res, brightness) -> float:
-        """:meth:`llr` of the track and tables of a :meth:`_light` result (its road data: no second
-        pass over the road, the same value)."""
-        q, _ = K.road_llr_of(light_res[4], float(brightness), self.rate_bg)
+        """Road likelihood ratio (:meth:`llr`) of the track and tables of a :meth:`_light` result
+        (its road data, no second pass over the road) over the seen segment of the track: the
+        PMTs whose direct-light emission point lies between those of the first and last PMT
+        with a hit, extended by :data:`LLR_SEGMENT_MARGIN` road widths at both ends."""
+        ld, z = light_res[4], light_res[5]
+        hit = ld[:, 6] > 0
+        if hit.any():
+            # the seen segment: a muon that starts (or stops) in the detector gives no light
+            # before (after) it, where the infinite track expects some
+            zh = z[hit]
+            margin = LLR_SEGMENT_MARGIN * self.road
+            ld = np.ascontiguousarray(ld[(z >= zh.min() - margin) & (z <= zh.max() + margin)])
+        q, _ = K.road_llr_of(ld, float(brightness), self.rate_bg)
         return float(q)
 
     def llr(self, ev: EventHits, p, u, t0, brightness, targs=None) -> float:
@@ -526,7 +542,7 @@ class TrackFitter:
         beta0 = self._beta0(hess_at)  # the Hessian of the winner only
         rows[2].update(pos=p, dir=u, time=t0, likelihood=lnl, n_hits=n, chi2_ndf=chi2, beta0=beta0, status=STATUS_OK)
         # the energy row: the brightness fit of the winner's last light pass (same track and tables)
-        b, gain, n_hit, _, _ = best[3]
+        b, gain, n_hit = best[3][:3]
         if np.isfinite(b):
             rows[3].update(pos=p, dir=u, time=t0, energy=float(self.to_energy(b, self.site_name)), likelihood=gain, n_hits=n_hit,
                            beta0=beta0, status=STATUS_OK, brightness=b)

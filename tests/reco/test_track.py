@@ -253,6 +253,45 @@ def test_road_llr_prefers_the_true_track(det):
     assert true > 50  # ~120 signal hits: far above background
 
 
+def test_candidate_ranking_counts_only_the_seen_segment(det):
+    """A muon that starts in the middle of the block lights no PMT before its vertex, where the
+    infinite track expects light: the ranking llr over the seen segment (TrackFitter._llr_of)
+    drops those dark PMTs (it exceeds the full-road llr by exactly their expected pe) and still
+    prefers the true track over one tilted by 3 degrees. For a through-going muon nothing is
+    dropped but dark no-hit PMTs, so the segment llr is never below the full-road one."""
+    fitter = TrackFitter(TrackFitConfig(), det, SITE)
+    rng = np.random.default_rng(21)
+    u = direction(-0.2, 1.0)
+    c = det.center()
+    length = 1000.0
+    # light from the vertex c on: the muon of muon_event runs from p − L/2 u to p + L/2 u
+    p = c + 0.5 * length * u
+    t0 = 0.5 * length / C.C_LIGHT
+    tab = to_tables([muon_event(det, p, u, t0, rng, energy=1000.0, length=length)])
+    _, ev = next(iterate_events(tab["triggered_events"], tab["snapshot_hits"], det, True, "test"))
+    light, _ = fitter._light(ev, c, u, 0.0)
+    b = light[0]
+    seg = fitter._llr_of(light, b)
+    full = fitter.llr(ev, c, u, 0.0, b)
+    ld, z = light[4], light[5]
+    hit = ld[:, 6] > 0
+    dark_before = z < z[hit].min() - 0.5 * fitter.road
+    assert dark_before.sum() > 20  # PMTs of the block before the vertex (beyond the margin)
+    expected_dropped = float(np.sum(b * ld[dark_before, 0] * (ld[dark_before, 3] - ld[dark_before, 2])))
+    assert seg - full == pytest.approx(expected_dropped, rel=1e-6, abs=1e-6)
+    assert expected_dropped > 0.01  # a 1 TeV muon is dim (B ≈ 1.3); the PeV ones this is for are not
+    f1, _ = K.orthonormal_pair(u)
+    u2 = u + math.radians(3.0) * f1
+    u2 /= np.linalg.norm(u2)
+    light2, _ = fitter._light(ev, c, u2, 0.0)
+    assert seg > fitter._llr_of(light2, light2[0])
+    # through-going: only no-hit PMTs (terms ≤ 0) can be dropped
+    tab = to_tables([muon_event(det, c, u, 0.0, rng, energy=1000.0)])
+    _, ev = next(iterate_events(tab["triggered_events"], tab["snapshot_hits"], det, True, "test"))
+    light, _ = fitter._light(ev, c, u, 0.0)
+    assert fitter._llr_of(light, light[0]) >= fitter.llr(ev, c, u, 0.0, light[0]) - 1e-9
+
+
 # ------------------------------------------------------------------------------------------ the stage
 def test_rows_and_types(reco, muons):
     tables, truth = muons
