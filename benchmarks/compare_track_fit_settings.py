@@ -4,7 +4,8 @@ Simulates 100 single muons of 0.3–100 TeV (seed 21) through the ARCA-115 block
 (``--geometry orca``: muons of 10 GeV–1 TeV starting 150 m before the ORCA-115 block, 7 kHz,
 trigger preset orca6) and fits the triggered ones with the default ``TrackFitConfig`` and with each JSON dict of
 settings given on the command line; prints fits per CPU second, the median and 80 % quantile
-of the angle to the muon and the number of fits off by more than 5°.
+of the angle to the muon, the number of fits off by more than 5°, the median of angle/β0 (0.83
+for 2D Gaussian errors of total rms β0) and the number of fits with β0 < 1°.
 
 Usage: ``python benchmarks/compare_track_fit_settings.py [--geometry arca|orca] [--muons N] [--seed S] '{"road_width_m": 100}' '{"n_prefits": 3}'``
 (``--muons``: simulated muons, default 100; ``--seed``: default 21).
@@ -39,10 +40,17 @@ for kw in [dict(), *[json.loads(a) for a in opts.settings]]:
     f = TrackFitter(TrackFitConfig(**kw), det, site)
     evs = list(iterate_events(t["triggered_events"], t["snapshot_hits"], det, f.cfg.slewing, "track_fit"))
     f.fit_event(evs[0][1])
-    angs=[]; t0=time.process_time()
+    angs, beta0 = [], []
+    t0 = time.process_time()
     for e, ev in evs:
         r = f.fit_event(ev)[2]
         k = int(np.searchsorted(mu["event_id"], e)); u = np.array([mu["dir_x"][k], mu["dir_y"][k], mu["dir_z"][k]])
         angs.append(np.degrees(np.arccos(np.clip(np.dot(r["dir"], u), -1, 1))) if r["status"] == 0 else 180.0)
-    dt = time.process_time()-t0; a=np.array(angs)
-    print(kw, len(evs), f"{len(evs)/dt:.1f} fits/s", "median", round(float(np.median(a)),3), "p80", round(float(np.percentile(a,80)),3), ">5deg", int((a>5).sum()))
+        beta0.append(np.degrees(r["beta0"]) if r["status"] == 0 else np.nan)
+    dt = time.process_time() - t0
+    a, b0 = np.array(angs), np.array(beta0)
+    # β0 calibration: for 2D Gaussian errors of total rms β0 the median angle/β0 is 0.83
+    pull = float(np.nanmedian(a / b0))
+    print(kw, len(evs), f"{len(evs)/dt:.1f} fits/s", "median", round(float(np.median(a)), 3), "p80",
+          round(float(np.percentile(a, 80)), 3), ">5deg", int((a > 5).sum()), "median angle/beta0", round(pull, 2),
+          "beta0<1deg", int(np.sum(b0 < 1)))
