@@ -780,7 +780,7 @@ def robust_track_fit(x0, pos, t, u0, f1, f2, cog, k, c, sigma, f_scale, max_iter
     return x, f, ok
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _cell(x, x0, dx, n):
     """Lower node index and fraction for linear interpolation on a uniform grid (clamped)."""
     u = (x - x0) / dx
@@ -792,7 +792,7 @@ def _cell(x, x0, dx, n):
     return i, u - i
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _table_t(tab, d, cp, t, d0, dd, c0, dc, t0, dt):
     """Interpolate a (n_d, n_cp, n_t) table at (d, c, t); n_cp = 1 ignores c. Returns the
     value and the value at the end of the t range for t above it."""
@@ -817,7 +817,7 @@ def _table_t(tab, d, cp, t, d0, dd, c0, dc, t0, dt):
     return v
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _npe(npe_d, d, cp, d0, dd, c0, dc, d_floor):
     """Expected pe of a unit-brightness track at distance d and photon-PMT cosine cp."""
     i, fi = _cell(d, d0, dd, npe_d.shape[0])
@@ -827,7 +827,7 @@ def _npe(npe_d, d, cp, d0, dd, c0, dc, d_floor):
     return (v0 + fi * (v1 - v0)) / max(d, d_floor)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _pmt_track_geometry(px, py, pz, ux, uy, uz, xx, xy, xz, ax, ay, az, k, c, sin_c, cos_c):
     """(L, d, t_direct·c, cosine of the direct photon with the PMT axis) of a PMT and a track."""
     vx = xx - px
@@ -862,7 +862,7 @@ def _pmt_track_geometry(px, py, pz, ux, uy, uz, xx, xy, xz, ax, ay, az, k, c, si
 # A second light component (npe_d2, pdf2, cdf2, same grids) enters with the fraction w2 of the
 # light: expected pe B·((1 − w2)·m1 + w2·m2) and time PDF the npe-weighted mixture; w2 = 0 skips it.
 # ------------------------------------------------------------------------------------------
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _pmt_track_orientation(px, py, pz, ux, uy, uz, xx, xy, xz, ax, ay, az, k, c, sin_c, cos_c, n_phi):
     """(L, d, c·t_direct, o1, o2) of a PMT at x with axis a and a track (p, u): o1 = cosine of the
     direct photon with the PMT axis (n_phi == 0, o2 = 0) or o1 = θ, o2 = φ of the PMT axis in the
@@ -889,13 +889,13 @@ def _pmt_track_orientation(px, py, pz, ux, uy, uz, xx, xy, xz, ax, ay, az, k, c,
     return L, d, L + k * d, theta, phi
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _dcoord(d, d_scale):
     """Distance coordinate of the tables: d, or ln(1 + d/d_scale) for d_scale > 0."""
     return math.log1p(d / d_scale) if d_scale > 0.0 else d
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _npe_o(npe_d, xd, d, o1, o2, d0, dd, c0, dc, n_pdf_d, n_phi, d_floor):
     """Expected pe of a unit-brightness track from d × npe at distance coordinate xd (see the notes)."""
     nd = npe_d.shape[0]
@@ -918,7 +918,7 @@ def _npe_o(npe_d, xd, d, o1, o2, d0, dd, c0, dc, n_pdf_d, n_phi, d_floor):
     return v / max(d, d_floor)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _tab_o(tab, xd, o1, o2, t, d0, dd, c0, dc, n_phi, t0, dt):
     """Interpolate a pdf/cdf table at (xd, o1, o2, t) (see the notes).
 
@@ -949,7 +949,7 @@ def _tab_o(tab, xd, o1, o2, t, d0, dd, c0, dc, n_phi, t0, dt):
     return v / w if w > 0.0 else 0.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _signal_npe(xd, d, o1, o2, d0, dd, c0, dc, npe_d, pdf, n_phi, w2, npe_d2, pdf2, d_floor):
     """Expected pe (m1, m2) of the two light components of a unit-brightness track (m2 = 0 if w2 = 0)."""
     m1 = _npe_o(npe_d, xd, d, o1, o2, d0, dd, c0, dc, pdf.shape[0], n_phi, d_floor)
@@ -959,7 +959,7 @@ def _signal_npe(xd, d, o1, o2, d0, dd, c0, dc, npe_d, pdf, n_phi, w2, npe_d2, pd
     return (1.0 - w2) * m1, w2 * m2
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _signal_t(tab, tab2, m1, m2, xd, o1, o2, t, d0, dd, c0, dc, n_phi, t0, dt):
     """m1·tab(t) + m2·tab2(t): npe-weighted pdf or cdf of the light components."""
     v = m1 * _tab_o(tab, xd, o1, o2, t, d0, dd, c0, dc, n_phi, t0, dt)
@@ -988,7 +988,7 @@ def _edge_table(tab, t, t0, dt, n_phi):
     return e
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _tab_edge(e, xd, o1, o2, d0, dd, c0, dc, n_phi):
     """:func:`_tab_o` at the time of the edge table ``e`` (:func:`_edge_table`), same arithmetic."""
     nd = e.shape[0]
@@ -1023,7 +1023,7 @@ def _tab_edge(e, xd, o1, o2, d0, dd, c0, dc, n_phi):
     return v / w if w > 0.0 else 0.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _signal_edge(e, e2, m1, m2, xd, o1, o2, d0, dd, c0, dc, n_phi):
     """:func:`_signal_t` at the time of the edge tables ``e``, ``e2`` (:func:`_edge_table`)."""
     v = m1 * _tab_edge(e, xd, o1, o2, d0, dd, c0, dc, n_phi)
@@ -1161,7 +1161,7 @@ def _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, bright
 # derivatives of the track geometry (L, d, c) with respect to the fit parameters. One pass over
 # the hits gives all five components, where central differences need ten.
 # ------------------------------------------------------------------------------------------
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _cell_g(x, x0, dx, n):
     """:func:`_cell` (same node and fraction) and the derivative of the fraction with respect to
     x (0 where clamped)."""
@@ -1174,7 +1174,7 @@ def _cell_g(x, x0, dx, n):
     return i, u - i, 1.0 / dx
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _npe0_g(npe_d, xd, d, o1, d0, dd, c0, dc, n_pdf_d, d_floor):
     """:func:`_npe_o` for n_phi == 0 and its partial derivatives: (v, ∂v/∂xd, ∂v/∂d at fixed xd,
     ∂v/∂c)."""
@@ -1190,7 +1190,7 @@ def _npe0_g(npe_d, xd, d, o1, d0, dd, c0, dc, n_pdf_d, d_floor):
     return v, gi * (v1 - v0) / den, (-v / den if d > d_floor else 0.0), gc * (s0 + fi * (s1 - s0)) / den
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _tab0_g(tab, xd, o1, t, d0, dd, c0, dc, t0, dt):
     """:func:`_table_t` (a (n_d, n_cp, n_t) table) and its partial derivatives: (v, ∂v/∂xd,
     ∂v/∂c, ∂v/∂t)."""
@@ -1228,7 +1228,7 @@ def _tab0_g(tab, xd, o1, t, d0, dd, c0, dc, t0, dt):
     return v, vx, vc, vt
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _edge0_g(e, xd, o1, d0, dd, c0, dc):
     """:func:`_tab_edge` for n_phi == 0 and its partial derivatives: (v, ∂v/∂xd, ∂v/∂c)."""
     i, fi, gi = _cell_g(xd, d0, dd, e.shape[0])
@@ -1253,7 +1253,7 @@ def _edge0_g(e, xd, o1, d0, dd, c0, dc):
     return v, vx, vc
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _light0_g(npe_d, pdf, cdf, elo, ehi, scale, xd, d, cp, tr, trc, d0, dd, c0, dc, tt0, dt, d_floor, dxd_dd, out):
     """One light component of :func:`gandalf_terms_grad`: adds m·(pdf, cdf, cdf_lo, cdf_hi)
     (m = ``scale`` × the unit-brightness npe) to out[0:4] and their derivatives with respect to
@@ -1742,14 +1742,30 @@ def road_light(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_s
 
 
 @nb.njit(cache=True)
-def road_llr_of(llr_data, brightness, rate_bg):
+def road_llr_of(llr_data, brightness, rate_bg, z_emit, margin):
     """:func:`road_llr` of the track, tables and road of ``llr_data`` (:func:`road_light`, with
-    no z range) at ``brightness``: the same sum in the same order and arithmetic.
+    no z range) at ``brightness``, over the PMTs whose emission point ``z_emit`` lies within
+    ``margin`` of the range of emission points of the PMTs with a hit (all PMTs for an infinite
+    margin or no hit: then the same sum in the same order and arithmetic as :func:`road_llr`).
 
     Returns (llr, n_hit)."""
+    z_lo = -np.inf
+    z_hi = np.inf
+    if np.isfinite(margin):
+        lo = np.inf
+        hi = -np.inf
+        for q in range(llr_data.shape[0]):
+            if llr_data[q, 6] != 0.0:
+                lo = min(lo, z_emit[q])
+                hi = max(hi, z_emit[q])
+        if lo <= hi:
+            z_lo = lo - margin
+            z_hi = hi + margin
     llr = 0.0
     n_hit = 0
     for q in range(llr_data.shape[0]):
+        if z_emit[q] < z_lo or z_emit[q] > z_hi:
+            continue
         m1 = llr_data[q, 0] * brightness
         m2 = llr_data[q, 1] * brightness
         mflo = m1 * llr_data[q, 2]

@@ -419,15 +419,9 @@ class TrackFitter:
         (its road data, no second pass over the road) over the seen segment of the track: the
         PMTs whose direct-light emission point lies between those of the first and last PMT
         with a hit, extended by :data:`LLR_SEGMENT_MARGIN` road widths at both ends."""
-        ld, z = light_res[4], light_res[5]
-        hit = ld[:, 6] > 0
-        if hit.any():
-            # the seen segment: a muon that starts (or stops) in the detector gives no light
-            # before (after) it, where the infinite track expects some
-            zh = z[hit]
-            margin = LLR_SEGMENT_MARGIN * self.road
-            ld = np.ascontiguousarray(ld[(z >= zh.min() - margin) & (z <= zh.max() + margin)])
-        q, _ = K.road_llr_of(ld, float(brightness), self.rate_bg)
+        # the seen segment: a muon that starts (or stops) in the detector gives no light before
+        # (after) it, where the infinite track expects some
+        q, _ = K.road_llr_of(light_res[4], float(brightness), self.rate_bg, light_res[5], LLR_SEGMENT_MARGIN * self.road)
         return float(q)
 
     def llr(self, ev: EventHits, p, u, t0, brightness, targs=None) -> float:
