@@ -1454,9 +1454,9 @@ def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightnes
     Levenberg–Marquardt damping on −ln L of :func:`gandalf_terms`.
 
     The curvature matrix starts as the BHHH approximation (Σ of the outer products of the
-    per-hit scores) and is improved by BFGS updates from the gradient changes; gradients by
-    central differences with ``steps`` (the tables are piecewise linear, so the steps should
-    span a few table cells: ~1e-3 rad, 0.1 m, 0.2 ns).
+    per-hit scores) and is improved by BFGS updates from the gradient changes. Gradients: exact
+    for the n_phi == 0 layout (:func:`gandalf_terms_grad`), otherwise by central differences
+    with ``steps`` (~1e-3 rad, 0.1 m, 0.2 ns).
 
     Returns
     -------

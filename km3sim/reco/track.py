@@ -38,10 +38,13 @@ application that made them (km3io ``_definitions/reconstruction.py``, PHYSICS.md
    background rate (the ⁴⁰K singles rate, ``background_rate_hz``); see
    :func:`~km3sim.reco._kernels.gandalf_terms`. B is fitted first to the PMT charges on the
    candidate track. Minimised by quasi-Newton iterations with Levenberg–Marquardt damping
-   (BHHH start, BFGS updates), hits re-selected around the result and refitted; the result
-   with the largest road likelihood ratio is kept. ``beta0_rad`` = sqrt(C_αα + C_ββ) from
-   the inverse of the numerical Hessian of −ln L (rms space-angle error for Gaussian errors;
-   Jpp ``JGANDALF_BETA0_RAD``); ``chi2_ndf`` = −2 ln L/(n − 5).
+   (BHHH start, BFGS updates; the exact gradient of the piecewise-multilinear likelihood for
+   (d, c) tables such as Pandel, :func:`~km3sim.reco._kernels.gandalf_terms_grad`, central
+   differences for (R, θ, φ) tables), hits re-selected around the result and refitted; the
+   result with the largest road likelihood ratio (seen segment, as above) is kept.
+   ``beta0_rad`` = sqrt(C_αα + C_ββ) from the inverse of the numerical Hessian of −ln L
+   (differences of the exact gradient, or second differences; rms space-angle error for
+   Gaussian errors; Jpp ``JGANDALF_BETA0_RAD``); ``chi2_ndf`` = −2 ln L/(n − 5).
 4. :data:`JMUONENERGY` (4) — the brightness B refitted on the Gandalf track from the charges
    (ToT) of all usable PMTs within ``road_width_m`` (Poisson likelihood,
    :func:`~km3sim.reco._kernels.fit_brightness`), converted to the muon energy at the can
