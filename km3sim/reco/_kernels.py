@@ -1121,45 +1121,13 @@ def gandalf_terms_e(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, bright
     return total
 
 
-@nb.njit(cache=True)
-def _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                    d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, elo, ehi,
-                    elo2, ehi2, steps, tp, tm):
-    """Gradient of −ln L and the BHHH matrix Σ s_i s_iᵀ of the per-hit scores (central differences)."""
-    n = t.shape[0]
-    jac = np.empty((n, 5))
-    for a in range(5):
-        xp = x.copy()
-        xm = x.copy()
-        xp[a] += steps[a]
-        xm[a] -= steps[a]
-        gandalf_terms_e(xp, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                        d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
-                        elo, ehi, elo2, ehi2, tp)
-        gandalf_terms_e(xm, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                        d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
-                        elo, ehi, elo2, ehi2, tm)
-        for i in range(n):
-            jac[i, a] = (tp[i] - tm[i]) / (2.0 * steps[a])
-    g = np.zeros(5)
-    h = np.zeros((5, 5))
-    for i in range(n):
-        for a in range(5):
-            g[a] += jac[i, a]
-            for b in range(a, 5):
-                h[a, b] += jac[i, a] * jac[i, b]
-    for a in range(5):
-        for b in range(a):
-            h[a, b] = h[b, a]
-    return g, h
-
-
 # ------------------------------------------------------------------------------------------
-# Analytic gradient of −ln L (gandalf_terms) for the n_phi == 0 table layout (Pandel and other
-# (d, c) tables): the likelihood is piecewise multilinear in (distance coordinate, cosine, time
-# residual), so its exact derivatives are those of the interpolation cells, chained with the
-# derivatives of the track geometry (L, d, c) with respect to the fit parameters. One pass over
-# the hits gives all five components, where central differences need ten.
+# Analytic gradient of −ln L (gandalf_terms): the likelihood is piecewise multilinear in
+# (distance coordinate, orientation, time residual) — for (R, θ, φ) tables a ratio of such
+# interpolations (the npe-weighted mixture) — so its exact derivatives are those of the
+# interpolation cells, chained with the derivatives of the track geometry (L, d, orientation)
+# with respect to the fit parameters. One pass over the hits gives all five components, where
+# central differences need ten.
 # ------------------------------------------------------------------------------------------
 @nb.njit(cache=True, inline="always")
 def _cell_g(x, x0, dx, n):
@@ -1255,9 +1223,9 @@ def _edge0_g(e, xd, o1, d0, dd, c0, dc):
 
 @nb.njit(cache=True, inline="always")
 def _light0_g(npe_d, pdf, cdf, elo, ehi, scale, xd, d, cp, tr, trc, d0, dd, c0, dc, tt0, dt, d_floor, dxd_dd, out):
-    """One light component of :func:`gandalf_terms_grad`: adds m·(pdf, cdf, cdf_lo, cdf_hi)
-    (m = ``scale`` × the unit-brightness npe) to out[0:4] and their derivatives with respect to
-    d (out[4:8]), c (out[8:12]) and the time residual (out[12:14], pdf and cdf)."""
+    """One light component of :func:`gandalf_terms_grad` (n_phi == 0): adds m·(pdf, cdf, cdf_lo,
+    cdf_hi) (m = ``scale`` × the unit-brightness npe) to out[0:4] and their derivatives with
+    respect to d (out[4:8]), c (out[8:12]) and the time residual (out[12:14], pdf and cdf)."""
     n, nx, ndd, nc = _npe0_g(npe_d, xd, d, cp, d0, dd, c0, dc, pdf.shape[0], d_floor)
     m = scale * n
     m_d = scale * (nx * dxd_dd + ndd)
@@ -1282,18 +1250,131 @@ def _light0_g(npe_d, pdf, cdf, elo, ehi, scale, xd, d, cp, tr, trc, d0, dd, c0, 
     out[13] += m * Ft
 
 
+@nb.njit(cache=True, inline="always")
+def _npeT_g(npe_d, xd, d, o1, o2, d0, dd, c0, dc, n_pdf_d, n_phi, d_floor):
+    """:func:`_npe_o` for n_phi ≥ 2 and its partial derivatives: (v, ∂v/∂xd, ∂v/∂d at fixed xd,
+    ∂v/∂θ, ∂v/∂φ)."""
+    nd = npe_d.shape[0]
+    i, fi, gi = _cell_g(xd, d0, dd * (n_pdf_d - 1) / (nd - 1), nd)
+    a, fa, ga = _cell_g(o1, c0, dc, npe_d.shape[1] // n_phi)
+    b, fb, gb = _cell_g(o2, 0.0, math.pi / (n_phi - 1), n_phi)
+    v = 0.0
+    vx = 0.0
+    va = 0.0
+    vb = 0.0
+    for di in range(2):
+        wi = fi if di == 1 else 1.0 - fi
+        si = gi if di == 1 else -gi
+        for da in range(2):
+            wa = fa if da == 1 else 1.0 - fa
+            sa = ga if da == 1 else -ga
+            for db in range(2):
+                wb = fb if db == 1 else 1.0 - fb
+                sb = gb if db == 1 else -gb
+                val = npe_d[i + di, (a + da) * n_phi + b + db]
+                v += wi * wa * wb * val
+                vx += si * wa * wb * val
+                va += wi * sa * wb * val
+                vb += wi * wa * sb * val
+    den = max(d, d_floor)
+    v /= den
+    return v, vx / den, (-v / den if d > d_floor else 0.0), va / den, vb / den
+
+
+@nb.njit(cache=True, inline="always")
+def _tabT_g(tab, xd, o1, o2, t, d0, dd, c0, dc, n_phi, t0, dt, edge):
+    """:func:`_tab_o` (``edge`` False) or :func:`_tab_edge` (``edge`` True: ``tab`` is an edge
+    table, t unused) for n_phi ≥ 2, and the partial derivatives of the npe-weighted mixture
+    R = Σ w·npe·f / Σ w·npe: (R, ∂R/∂xd, ∂R/∂θ, ∂R/∂φ, ∂R/∂t)."""
+    nd = tab.shape[0]
+    i, fi, gi = _cell_g(xd, d0, dd, nd)
+    if edge:
+        j, ft, gt, nt = 0, 0.0, 0.0, 1
+    else:
+        nt = tab.shape[2] - 1
+        j, ft, gt = _cell_g(t, t0, dt, nt)
+    a, fa, ga = _cell_g(o1, c0, dc, tab.shape[1] // n_phi)
+    b, fb, gb = _cell_g(o2, 0.0, math.pi / (n_phi - 1), n_phi)
+    v = vx = va = vb = vt = 0.0
+    w = wx = wa_ = wb_ = 0.0
+    for di in range(2):
+        wi = fi if di == 1 else 1.0 - fi
+        si = gi if di == 1 else -gi
+        for da in range(2):
+            wa = fa if da == 1 else 1.0 - fa
+            sa = ga if da == 1 else -ga
+            for db in range(2):
+                wb = fb if db == 1 else 1.0 - fb
+                sb = gb if db == 1 else -gb
+                q = (a + da) * n_phi + b + db
+                if edge:
+                    val = tab[i + di, q, 0]
+                    slope = 0.0
+                    node = tab[i + di, q, 1]
+                else:
+                    lo = tab[i + di, q, j]
+                    slope = tab[i + di, q, j + 1] - lo
+                    val = lo + ft * slope
+                    node = tab[i + di, q, nt]
+                ww = wi * wa * wb
+                v += ww * val
+                vx += si * wa * wb * val
+                va += wi * sa * wb * val
+                vb += wi * wa * sb * val
+                vt += ww * gt * slope
+                w += ww * node
+                wx += si * wa * wb * node
+                wa_ += wi * sa * wb * node
+                wb_ += wi * wa * sb * node
+    if w <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    r = v / w
+    return r, (vx - r * wx) / w, (va - r * wa_) / w, (vb - r * wb_) / w, vt / w
+
+
+@nb.njit(cache=True, inline="always")
+def _lightT_g(npe_d, pdf, cdf, elo, ehi, scale, xd, d, o1, o2, tr, trc, d0, dd, c0, dc, tt0, dt, n_phi, d_floor,
+              dxd_dd, out):
+    """:func:`_light0_g` for n_phi ≥ 2: adds m·(pdf, cdf, cdf_lo, cdf_hi) to out[0:4] and their
+    derivatives with respect to d (out[4:8]), θ (out[8:12]), the time residual (out[12:14]) and
+    φ (out[14:18])."""
+    n, nx, ndd, na, nb_ = _npeT_g(npe_d, xd, d, o1, o2, d0, dd, c0, dc, pdf.shape[0], n_phi, d_floor)
+    m = scale * n
+    m_d = scale * (nx * dxd_dd + ndd)
+    m_a = scale * na
+    m_b = scale * nb_
+    for s in range(4):
+        if s == 0:
+            R, Rx, Ra, Rb, Rt = _tabT_g(pdf, xd, o1, o2, tr, d0, dd, c0, dc, n_phi, tt0, dt, False)
+            out[12] += m * Rt
+        elif s == 1:
+            R, Rx, Ra, Rb, Rt = _tabT_g(cdf, xd, o1, o2, trc, d0, dd, c0, dc, n_phi, tt0, dt, False)
+            out[13] += m * Rt
+        elif s == 2:
+            R, Rx, Ra, Rb, Rt = _tabT_g(elo, xd, o1, o2, 0.0, d0, dd, c0, dc, n_phi, tt0, dt, True)
+        else:
+            R, Rx, Ra, Rb, Rt = _tabT_g(ehi, xd, o1, o2, 0.0, d0, dd, c0, dc, n_phi, tt0, dt, True)
+        out[s] += m * R
+        out[4 + s] += m_d * R + m * Rx * dxd_dd
+        out[8 + s] += m_a * R + m * Ra
+        out[14 + s] += m_b * R + m * Rb
+
+
 @nb.njit(cache=True)
 def gandalf_terms_grad(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
                        d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
                        elo, ehi, elo2, ehi2, out, jac):
     """:func:`gandalf_terms_e` and the exact gradient of every term with respect to the five fit
-    parameters (``jac`` (n, 5)), for the n_phi == 0 layout only.
+    parameters (``jac`` (n, 5)).
 
     The term of a hit depends on the parameters through the time residual t_r, the distance d
-    and the cosine c of the direct photon with the PMT axis; its partial derivatives in those
-    are the slopes of the interpolation cells (the tables are piecewise multilinear), and
-    t_r, d, c are differentiated analytically: with V = x − p, L = V·u, r = V − L u (|r| = d),
-    δL = −u·δp + V·δu, δd = −(r·δp + L V·δu)/d, c = sin θc (r·A)/d + cos θc (u·A) and
+    and the PMT orientation (n_phi == 0: the cosine c of the direct photon with the PMT axis
+    A; n_phi ≥ 2: θ, φ of A in the track frame); its partial derivatives in those are the
+    slopes of the interpolation cells (the tables are piecewise multilinear; for (R, θ, φ)
+    tables those of the npe-weighted mixture), and t_r, d and the orientation are
+    differentiated analytically: with V = x − p, L = V·u, r = V − L u (|r| = d, e1 = r/d),
+    δL = −u·δp + V·δu, δd = −(r·δp + L V·δu)/d, δr = −δp − δL u − L δu,
+    c = sin θc (r·A)/d + cos θc (u·A), cos θ = A·u, φ = atan2(|A·(u × e1)|, A·e1), and
     δt_r = −(δL + k δd)/c − δt0 (p = cog + a f1 + b f2, u = (u0 + α f1 + β f2)/|…|).
 
     Returns the sum of the terms.
@@ -1306,7 +1387,7 @@ def gandalf_terms_grad(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, bri
     for a in range(3):
         gu[0, a] = (f1[a] - u[a] * uf1) / nrm
         gu[1, a] = (f2[a] - u[a] * uf2) / nrm
-    acc = np.empty(14)
+    acc = np.empty(18)
     w1 = (1.0 - w2) * brightness if w2 > 0.0 else brightness
     wb2 = w2 * brightness
     total = 0.0
@@ -1324,56 +1405,95 @@ def gandalf_terms_grad(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, bri
         ry = vy - L * u[1]
         rz = vz - L * u[2]
         ua = ax * u[0] + ay * u[1] + az * u[2]
-        if d > 1e-9:
-            wx = sin_c * rx / d + cos_c * u[0]
-            wy = sin_c * ry / d + cos_c * u[1]
-            wz = sin_c * rz / d + cos_c * u[2]
+        on_line = d <= 1e-9
+        if n_phi == 0:
+            if not on_line:
+                wx = sin_c * rx / d + cos_c * u[0]
+                wy = sin_c * ry / d + cos_c * u[1]
+                wz = sin_c * rz / d + cos_c * u[2]
+            else:
+                wx, wy, wz = u[0], u[1], u[2]
+            o1 = wx * ax + wy * ay + wz * az
+            o2 = 0.0
+            e1x = e1y = e1z = e2x = e2y = e2z = c1 = s2 = 0.0
         else:
-            wx, wy, wz = u[0], u[1], u[2]
-        cp = wx * ax + wy * ay + wz * az
+            # as _pmt_track_orientation
+            e1x, e1y, e1z = radial_unit(vx, vy, vz, u[0], u[1], u[2], L, d)
+            e2x = u[1] * e1z - u[2] * e1y
+            e2y = u[2] * e1x - u[0] * e1z
+            e2z = u[0] * e1y - u[1] * e1x
+            c1 = ax * e1x + ay * e1y + az * e1z
+            s2 = ax * e2x + ay * e2y + az * e2z
+            c2 = abs(s2)
+            o1 = math.acos(min(1.0, max(-1.0, ua)))
+            rho = math.sqrt(c1 * c1 + c2 * c2)
+            o2 = math.acos(min(1.0, max(-1.0, c1 / rho))) if rho > 0.0 else 0.0
         tr = t[i] - x[4] - (L + k * d) / c
         trc = min(max(tr, t_lo), t_hi)
         xd = _dcoord(d, d_scale)
         dxd_dd = 1.0 / (d_scale + d) if d_scale > 0.0 else 1.0
-        for a in range(14):
+        for a in range(18):
             acc[a] = 0.0
-        _light0_g(npe_d, pdf, cdf, elo, ehi, w1, xd, d, cp, tr, trc, d0, dd, c0, dc, tt0, dt, d_floor, dxd_dd, acc)
-        if w2 > 0.0:
-            _light0_g(npe_d2, pdf2, cdf2, elo2, ehi2, wb2, xd, d, cp, tr, trc, d0, dd, c0, dc, tt0, dt, d_floor,
+        if n_phi == 0:
+            _light0_g(npe_d, pdf, cdf, elo, ehi, w1, xd, d, o1, tr, trc, d0, dd, c0, dc, tt0, dt, d_floor, dxd_dd, acc)
+            if w2 > 0.0:
+                _light0_g(npe_d2, pdf2, cdf2, elo2, ehi2, wb2, xd, d, o1, tr, trc, d0, dd, c0, dc, tt0, dt, d_floor,
+                          dxd_dd, acc)
+        else:
+            _lightT_g(npe_d, pdf, cdf, elo, ehi, w1, xd, d, o1, o2, tr, trc, d0, dd, c0, dc, tt0, dt, n_phi, d_floor,
                       dxd_dd, acc)
+            if w2 > 0.0:
+                _lightT_g(npe_d2, pdf2, cdf2, elo2, ehi2, wb2, xd, d, o1, o2, tr, trc, d0, dd, c0, dc, tt0, dt, n_phi,
+                          d_floor, dxd_dd, acc)
         lam = acc[0] + rate_bg
         big_w = (acc[3] - acc[2]) + rate_bg * (t_hi - t_lo)
         term = -math.log(lam) + (acc[1] - acc[2]) + rate_bg * (trc - t_lo) + math.log(-math.expm1(-big_w))
         out[i] = term
         total += term
-        # ∂term/∂(d, c, t_r)
+        # ∂term/∂(d, o1, t_r, o2)
         ew = 1.0 / math.expm1(big_w)
         inwin = 1.0 if (tr >= t_lo and tr <= t_hi) else 0.0
         T_d = -acc[4] / lam + (acc[5] - acc[6]) + (acc[7] - acc[6]) * ew
-        T_c = -acc[8] / lam + (acc[9] - acc[10]) + (acc[11] - acc[10]) * ew
+        T_1 = -acc[8] / lam + (acc[9] - acc[10]) + (acc[11] - acc[10]) * ew
+        T_2 = -acc[14] / lam + (acc[15] - acc[16]) + (acc[17] - acc[16]) * ew
         T_t = -acc[12] / lam + inwin * (acc[13] + rate_bg)
         ra = rx * ax + ry * ay + rz * az
+        sin_t = math.sqrt(max(0.0, 1.0 - ua * ua))
         for a in range(4):
-            if a < 2:  # δp = 0, δu = gu[a]
-                vdu = vx * gu[a, 0] + vy * gu[a, 1] + vz * gu[a, 2]
-                adu = ax * gu[a, 0] + ay * gu[a, 1] + az * gu[a, 2]
-                dL = vdu
-                dd_ = -L * vdu / d if d > 1e-9 else 0.0
-                dra = -dL * ua - L * adu
-            else:  # δp = f1 or f2, δu = 0
-                fv = f1 if a == 2 else f2
-                up = u[0] * fv[0] + u[1] * fv[1] + u[2] * fv[2]
-                rp = rx * fv[0] + ry * fv[1] + rz * fv[2]
-                ap = ax * fv[0] + ay * fv[1] + az * fv[2]
-                adu = 0.0
-                dL = -up
-                dd_ = -rp / d if d > 1e-9 else 0.0
-                dra = -ap - dL * ua
-            if d > 1e-9:
-                dcp = sin_c * (dra / d - ra * dd_ / (d * d)) + cos_c * adu
+            # the perturbation (δp, δu) of parameter a: (0, ∂u/∂α), (0, ∂u/∂β), (f1, 0), (f2, 0)
+            if a < 2:
+                px_, py_, pz_ = 0.0, 0.0, 0.0
+                qx, qy, qz = gu[a, 0], gu[a, 1], gu[a, 2]
             else:
-                dcp = adu
-            jac[i, a] = T_d * dd_ + T_c * dcp - T_t * (dL + k * dd_) / c
+                fv = f1 if a == 2 else f2
+                px_, py_, pz_ = fv[0], fv[1], fv[2]
+                qx, qy, qz = 0.0, 0.0, 0.0
+            dL = -(u[0] * px_ + u[1] * py_ + u[2] * pz_) + (vx * qx + vy * qy + vz * qz)
+            adu = ax * qx + ay * qy + az * qz
+            if on_line:
+                jac[i, a] = -T_t * dL / c + (T_1 * adu if n_phi == 0 else 0.0)
+                continue
+            dd_ = -((rx * px_ + ry * py_ + rz * pz_) + L * (vx * qx + vy * qy + vz * qz)) / d
+            if n_phi == 0:
+                dra = -(ax * px_ + ay * py_ + az * pz_) - dL * ua - L * adu
+                do1 = sin_c * (dra / d - ra * dd_ / (d * d)) + cos_c * adu
+                do2 = 0.0
+            else:
+                # δr, δe1 = (δr − e1 δd)/d, δ(A·e1), δ(A·(u × e1)) = A·(δu × e1) + A·(u × δe1)
+                drx = -px_ - dL * u[0] - L * qx
+                dry = -py_ - dL * u[1] - L * qy
+                drz = -pz_ - dL * u[2] - L * qz
+                dex = (drx - e1x * dd_) / d
+                dey = (dry - e1y * dd_) / d
+                dez = (drz - e1z * dd_) / d
+                dc1 = ax * dex + ay * dey + az * dez
+                ds2 = (ax * (qy * e1z - qz * e1y) + ay * (qz * e1x - qx * e1z) + az * (qx * e1y - qy * e1x)
+                       + ax * (u[1] * dez - u[2] * dey) + ay * (u[2] * dex - u[0] * dez) + az * (u[0] * dey - u[1] * dex))
+                dc2 = ds2 if s2 >= 0.0 else -ds2
+                do1 = -adu / sin_t if sin_t > 1e-9 else 0.0
+                rho2 = c1 * c1 + s2 * s2
+                do2 = (c1 * dc2 - abs(s2) * dc1) / rho2 if rho2 > 1e-18 else 0.0
+            jac[i, a] = T_d * dd_ + T_1 * do1 + T_2 * do2 - T_t * (dL + k * dd_) / c
         jac[i, 4] = -T_t
     return total
 
@@ -1382,7 +1502,7 @@ def gandalf_terms_grad(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, bri
 def _gandalf_scores_g(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
                       d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, elo,
                       ehi, elo2, ehi2, buf, jac):
-    """:func:`_gandalf_scores` with the exact gradient of :func:`gandalf_terms_grad` (n_phi == 0)."""
+    """Gradient of −ln L and the BHHH matrix Σ s_i s_iᵀ of the per-hit scores (exact, :func:`gandalf_terms_grad`)."""
     gandalf_terms_grad(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
                        d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
                        elo, ehi, elo2, ehi2, buf, jac)
@@ -1404,7 +1524,7 @@ def gandalf_hessian_g(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brig
                       d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
                       elo, ehi, elo2, ehi2, steps):
     """Hessian of −ln L (:func:`gandalf_terms`) at x by central differences of the exact gradient
-    (:func:`gandalf_terms_grad`, n_phi == 0 only) with ``steps``, symmetrised: column b is
+    (:func:`gandalf_terms_grad`) with ``steps``, symmetrised: column b is
     (∇f(x + h_b e_b) − ∇f(x − h_b e_b))/(2 h_b). Ten gradient passes, where second differences
     of −ln L (:func:`km3sim.reco.numerics.central_hessian`) need 51 passes; with the same
     steps both average the piecewise-constant curvature of the tables over the same cells."""
@@ -1433,30 +1553,15 @@ def gandalf_hessian_g(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brig
 
 
 @nb.njit(cache=True)
-def _gandalf_gradient(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                      d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, elo,
-                      ehi, elo2, ehi2, steps, tp, tm, jac):
-    """Gradient of −ln L and the BHHH matrix: exact (:func:`_gandalf_scores_g`) for the n_phi == 0
-    layout, central differences with ``steps`` (:func:`_gandalf_scores`) otherwise."""
-    if n_phi == 0:
-        return _gandalf_scores_g(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo,
-                                 t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2,
-                                 pdf2, cdf2, elo, ehi, elo2, ehi2, tp, jac)
-    return _gandalf_scores(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
-                           d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
-                           elo, ehi, elo2, ehi2, steps, tp, tm)
-
-
-@nb.njit(cache=True)
 def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
                 d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2, steps, max_iter):
     """Maximum-likelihood track fit (JMuonGandalf-like): quasi-Newton iterations with
     Levenberg–Marquardt damping on −ln L of :func:`gandalf_terms`.
 
     The curvature matrix starts as the BHHH approximation (Σ of the outer products of the
-    per-hit scores) and is improved by BFGS updates from the gradient changes. Gradients: exact
-    for the n_phi == 0 layout (:func:`gandalf_terms_grad`), otherwise by central differences
-    with ``steps`` (~1e-3 rad, 0.1 m, 0.2 ns).
+    per-hit scores) and is improved by BFGS updates from the gradient changes; exact gradients
+    (:func:`gandalf_terms_grad`). ``steps`` (~1e-3 rad, 0.1 m, 0.2 ns) set the floor of the
+    Levenberg–Marquardt damping.
 
     Returns
     -------
@@ -1472,7 +1577,6 @@ def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightnes
     x = x0.copy()
     buf = np.empty(n)
     tp = np.empty(n)
-    tm = np.empty(n)
     elo, ehi, elo2, ehi2 = window_edge_tables(cdf, cdf2, n_phi, tt0, dt, t_lo, t_hi)
     f = gandalf_terms_e(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
                         d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
@@ -1480,9 +1584,9 @@ def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightnes
     if not np.isfinite(f):
         return x, f, 0, False
     jac = np.empty((n, 5))
-    g, h = _gandalf_gradient(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
+    g, h = _gandalf_scores_g(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo, t_hi,
                              d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2, pdf2, cdf2,
-                             elo, ehi, elo2, ehi2, steps, tp, tm, jac)
+                             elo, ehi, elo2, ehi2, tp, jac)
     floor = np.empty(5)
     for a in range(5):
         floor[a] = 1e-6 / (steps[a] * steps[a])
@@ -1514,9 +1618,9 @@ def gandalf_fit(x0, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightnes
         lam = max(lam * 0.1, 1e-6)
         if gain < 1e-4:
             break
-        gn, hb = _gandalf_gradient(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo,
+        gn, hb = _gandalf_scores_g(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, brightness, rate_bg, t_lo,
                                    t_hi, d_floor, d0, dd, c0, dc, tt0, dt, npe_d, pdf, cdf, n_phi, d_scale, w2, npe_d2,
-                                   pdf2, cdf2, elo, ehi, elo2, ehi2, steps, tp, tm, jac)
+                                   pdf2, cdf2, elo, ehi, elo2, ehi2, tp, jac)
         # BFGS update of the curvature with s = step, y = gn - g (skipped unless s·y > 0)
         y = gn - g
         sy = 0.0

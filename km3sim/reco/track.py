@@ -38,13 +38,11 @@ application that made them (km3io ``_definitions/reconstruction.py``, PHYSICS.md
    background rate (the ⁴⁰K singles rate, ``background_rate_hz``); see
    :func:`~km3sim.reco._kernels.gandalf_terms`. B is fitted first to the PMT charges on the
    candidate track. Minimised by quasi-Newton iterations with Levenberg–Marquardt damping
-   (BHHH start, BFGS updates; the exact gradient of the piecewise-multilinear likelihood for
-   (d, c) tables such as Pandel, :func:`~km3sim.reco._kernels.gandalf_terms_grad`, central
-   differences for (R, θ, φ) tables), hits re-selected around the result and refitted; the
+   (BHHH start, BFGS updates; the exact gradient of the piecewise-multilinear likelihood,
+   :func:`~km3sim.reco._kernels.gandalf_terms_grad`), hits re-selected around the result and refitted; the
    result with the largest road likelihood ratio (seen segment, as above) is kept.
    ``beta0_rad`` = sqrt(C_αα + C_ββ) from the inverse of the numerical Hessian of −ln L
-   (differences of the exact gradient, or second differences; rms space-angle error for
-   Gaussian errors; Jpp ``JGANDALF_BETA0_RAD``); ``chi2_ndf`` = −2 ln L/(n − 5).
+   (differences of the exact gradient; rms space-angle error for Gaussian errors; Jpp ``JGANDALF_BETA0_RAD``); ``chi2_ndf`` = −2 ln L/(n − 5).
 4. :data:`JMUONENERGY` (4) — the brightness B refitted on the Gandalf track from the charges
    (ToT) of all usable PMTs within ``road_width_m`` (Poisson likelihood,
    :func:`~km3sim.reco._kernels.fit_brightness`), converted to the muon energy at the can
@@ -77,7 +75,6 @@ from km3sim import constants as C
 from km3sim.detector.pmt import time_over_threshold, time_slewing_ns
 from km3sim.errors import StageError
 from km3sim.reco import _kernels as K
-from km3sim.reco.numerics import central_hessian
 from km3sim.reco.pdf import D_FLOOR_M, light_tables
 from km3sim.reco.table_pdf import shower_fraction_of_brightness, track_light_tables
 from km3sim.schema import empty_table, make_table
@@ -444,15 +441,10 @@ class TrackFitter:
     def _beta0(self, hess_at) -> float:
         """beta0 = sqrt(C_αα + C_ββ) from the central Hessian of −ln L at the fitted track
         (``hess_at``: the parameters and kernel arguments of :meth:`_gandalf`): differences of
-        the exact gradient (:func:`~km3sim.reco._kernels.gandalf_hessian_g`) for (d, c) tables,
-        second differences of −ln L otherwise."""
+        the exact gradient (:func:`~km3sim.reco._kernels.gandalf_hessian_g`)."""
         x, args, targs = hess_at
-        # the window-edge CDF tables computed once for all the calls
         edges = K.window_edge_tables(targs[8], targs[14], targs[9], targs[4], targs[5], self.cfg.t_min_ns, self.cfg.t_max_ns)
-        if targs[9] == 0:  # n_phi
-            h = K.gandalf_hessian_g(x, *args, *edges, self.hess_steps)
-        else:
-            h = central_hessian(K.gandalf_terms_e, x, self.hess_steps, *args, *edges, np.empty(len(args[6])))
+        h = K.gandalf_hessian_g(x, *args, *edges, self.hess_steps)
         cov = K.invert_matrix(h)
         var = cov[0, 0] + cov[1, 1]
         return math.sqrt(var) if (np.isfinite(var) and var > 0 and cov[0, 0] > 0 and cov[1, 1] > 0) else np.nan

@@ -43,6 +43,31 @@ def _synthetic_tables(rng, n_c, w2):
     return (d0, dd, c0, dc, tt0, dt, npe, pdf, cdf, 0, 0.0, w2, npe2, pdf2, cdf2)
 
 
+def _synthetic_rtp_tables(rng, w2):
+    """A table set of the (R, θ, φ) layout of the light tables (n_phi ≥ 2, log distance
+    coordinate): node npe and npe × PDF / CDF with smooth random shapes."""
+    n_d, n_th, n_phi, n_t = 30, 9, 5, 300
+    d_scale = 10.0
+    d0, dd, c0, dc, tt0, dt = 0.0, math.log1p(300.0 / d_scale) / (n_d - 1), 0.0, math.pi / (n_th - 1), -60.0, 2.0
+    d = d_scale * np.expm1(d0 + dd * np.arange(n_d))
+    tt = tt0 + dt * np.arange(n_t)
+
+    def comp():
+        node = rng.uniform(0.5, 2.0, (n_d, n_th * n_phi)) * np.exp(-d[:, None] / 60.0)
+        scale = 3.0 + 0.05 * d[:, None, None] * rng.uniform(0.5, 1.5, (1, n_th * n_phi, 1))
+        x = np.clip(tt[None, None, :] + 5.0, 0.0, None) / scale
+        shape = x * np.exp(-x) / scale + 1e-6
+        cshape = np.cumsum(shape, axis=2) * dt
+        pdf = np.concatenate([node[:, :, None] * shape, node[:, :, None]], axis=2)
+        cdf = np.concatenate([node[:, :, None] * cshape, node[:, :, None]], axis=2)
+        npe = node * (d[:, None] + 1.0)  # d × npe
+        return npe, pdf, cdf
+
+    npe, pdf, cdf = comp()
+    npe2, pdf2, cdf2 = comp() if w2 > 0 else (np.zeros((2, 2)), np.zeros((2, 2, 2)), np.zeros((2, 2, 2)))
+    return (d0, dd, c0, dc, tt0, dt, npe, pdf, cdf, n_phi, d_scale, w2, npe2, pdf2, cdf2)
+
+
 def _event(rng, fitter, n=150):
     """Hits around a track x of the frame (u0, f1, f2) about the origin: PMTs within 100 m, times
     late by an exponential (scattered light) with some early and late outliers."""
@@ -67,14 +92,15 @@ def _edges(targs):
     return K.window_edge_tables(targs[8], targs[14], targs[9], targs[4], targs[5], T_LO, T_HI)
 
 
-@pytest.mark.parametrize("case", ["pandel", "cosine", "two_components"])
+@pytest.mark.parametrize("case", ["pandel", "cosine", "two_components", "rtp", "rtp_two_components"])
 def test_gradient_matches_central_differences(fitter, case):
     """Each hit's exact gradient equals small-step central differences of its term (the tables are
     piecewise multilinear: steps of 1e-7 rad, 1e-5 m, 1e-5 ns stay inside one cell for almost
     every hit), and the terms equal gandalf_terms_e."""
     rng = np.random.default_rng(3)
-    targs = {"pandel": fitter.targs, "cosine": _synthetic_tables(rng, 11, 0.0),
-             "two_components": _synthetic_tables(rng, 11, 0.4)}[case]
+    targs = {"pandel": lambda: fitter.targs, "cosine": lambda: _synthetic_tables(rng, 11, 0.0),
+             "two_components": lambda: _synthetic_tables(rng, 11, 0.4),
+             "rtp": lambda: _synthetic_rtp_tables(rng, 0.0), "rtp_two_components": lambda: _synthetic_rtp_tables(rng, 0.3)}[case]()
     x, ev = _event(rng, fitter)
     args = _args(ev, fitter, 30.0, targs)
     edges = _edges(targs)
@@ -107,11 +133,16 @@ def test_fit_with_the_exact_gradient_ends_at_a_stationary_point(fitter):
     start = x + np.array([0.01, -0.008, 2.0, -1.5, 3.0])
     xe, fe, _, ok = K.gandalf_fit(start, *args, fitter.steps, 100)
     assert ok
-    # the same likelihood with central-difference gradients (the n_phi >= 2 code path)
-    tp, tm = np.empty(len(ev[6])), np.empty(len(ev[6]))
+    # the gradient at the result: exact and by small-step central differences of −ln L
+    n = len(ev[6])
     edges = _edges(fitter.targs)
-    g_num, _ = K._gandalf_scores(xe, *args, *edges, fitter.steps * 1e-3, tp, tm)
-    g_ex, _ = K._gandalf_scores_g(xe, *args, *edges, tp, np.empty((len(ev[6]), 5)))
+    g_ex, _ = K._gandalf_scores_g(xe, *args, *edges, np.empty(n), np.empty((n, 5)))
+    g_num = np.empty(5)
+    for a, h in enumerate(fitter.steps * 1e-3):
+        xp, xm = xe.copy(), xe.copy()
+        xp[a] += h
+        xm[a] -= h
+        g_num[a] = (K.gandalf_terms_e(xp, *args, *edges, np.empty(n)) - K.gandalf_terms_e(xm, *args, *edges, np.empty(n))) / (2 * h)
     np.testing.assert_allclose(g_ex, g_num, rtol=1e-3, atol=1e-2)
     # at the fitted point the gradient is small compared with the curvature scale: the step
     # the Newton update would still take is below 0.01 deg, 1 cm, 0.1 ns
