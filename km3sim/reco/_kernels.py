@@ -384,11 +384,14 @@ _DENSE_BINS = 16
 def _densest_window(tau, width, cnt):
     """(count, lower edge) of the interval of length ``width`` holding the most values of ``tau``,
     on a grid of ``width``/:data:`_DENSE_BINS` from min(tau) (counting in bins, no sort; the
-    exact densest interval by sorting if the values span more bins than ``cnt`` holds)."""
+    exact densest interval by sorting if the values span more bins than ``cnt`` holds);
+    (0, 0.0) if a value is not finite."""
     n = tau.shape[0]
     lo = tau[0]
     hi = tau[0]
     for i in range(n):
+        if not math.isfinite(tau[i]):
+            return 0, 0.0  # no window (the direction is skipped)
         lo = min(lo, tau[i])
         hi = max(hi, tau[i])
     h = width / _DENSE_BINS
@@ -1470,8 +1473,12 @@ def gandalf_terms_grad(x, u0, f1, f2, cog, pos, pdir, t, k, c, sin_c, cos_c, bri
                 qx, qy, qz = 0.0, 0.0, 0.0
             dL = -(u[0] * px_ + u[1] * py_ + u[2] * pz_) + (vx * qx + vy * qy + vz * qz)
             adu = ax * qx + ay * qy + az * qz
-            if on_line:
-                jac[i, a] = -T_t * dL / c + (T_1 * adu if n_phi == 0 else 0.0)
+            if on_line:  # d, φ: no derivative; c = u·A (n_phi == 0), θ = acos(u·A)
+                if n_phi == 0:
+                    do1 = adu
+                else:
+                    do1 = -adu / sin_t if sin_t > 1e-9 else 0.0
+                jac[i, a] = T_1 * do1 - T_t * dL / c
                 continue
             dd_ = -((rx * px_ + ry * py_ + rz * pz_) + L * (vx * qx + vy * qy + vz * qz)) / d
             if n_phi == 0:
@@ -1849,8 +1856,11 @@ def road_light(p, u, t0, hit_pmt, t, hit_charge, pmt_pos, pmt_dir, pmt_ok, blk_s
 def road_llr_of(llr_data, brightness, rate_bg, z_emit, margin):
     """:func:`road_llr` of the track, tables and road of ``llr_data`` (:func:`road_light`, with
     no z range) at ``brightness``, over the PMTs whose emission point ``z_emit`` lies within
-    ``margin`` of the range of emission points of the PMTs with a hit (all PMTs for an infinite
-    margin or no hit: then the same sum in the same order and arithmetic as :func:`road_llr`).
+    ``margin`` of the range of emission points of the PMTs with a signal-like hit: a first hit
+    at which the signal density B m f(t) exceeds the background rate (more likely light of the
+    track than ⁴⁰K; any hit in the window would let the noise of a large road span all of it).
+    All PMTs for an infinite margin or no signal-like hit: then the same sum in the same order
+    and arithmetic as :func:`road_llr`.
 
     Returns (llr, n_hit)."""
     z_lo = -np.inf
@@ -1860,8 +1870,12 @@ def road_llr_of(llr_data, brightness, rate_bg, z_emit, margin):
         hi = -np.inf
         for q in range(llr_data.shape[0]):
             if llr_data[q, 6] != 0.0:
-                lo = min(lo, z_emit[q])
-                hi = max(hi, z_emit[q])
+                mf = llr_data[q, 0] * brightness * llr_data[q, 8]
+                if llr_data[q, 1] > 0.0:
+                    mf += llr_data[q, 1] * brightness * llr_data[q, 9]
+                if mf > rate_bg:
+                    lo = min(lo, z_emit[q])
+                    hi = max(hi, z_emit[q])
         if lo <= hi:
             z_lo = lo - margin
             z_hi = hi + margin

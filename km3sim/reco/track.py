@@ -23,8 +23,8 @@ application that made them (km3io ``_definitions/reconstruction.py``, PHYSICS.md
    :func:`~km3sim.reco._kernels.robust_track_fit`), hits re-selected and refitted. The
    candidates are ranked by the road likelihood ratio against background
    (:func:`~km3sim.reco._kernels.road_llr`, the PMTs within ``road_width_m`` along the seen
-   segment of the track, from the first to the last emission point of a hit ± half a road
-   width, so that a muon starting or stopping in the detector is not penalised for the dark
+   segment of the track, from the first to the last emission point of a signal-like hit ± half
+   a road width, so that a muon starting or stopping in the detector is not penalised for the dark
    part of its infinite line; each candidate with its own brightness), which compares
    candidates on the same data; the row is the best candidate.
 3. :data:`JMUONGANDALF` (3) — maximum-likelihood fit of the arrival times (JMuonGandalf-like)
@@ -418,7 +418,8 @@ class TrackFitter:
         """Road likelihood ratio (:meth:`llr`) of the track and tables of a :meth:`_light` result
         (its road data, no second pass over the road) over the seen segment of the track: the
         PMTs whose direct-light emission point lies between those of the first and last PMT
-        with a hit, extended by :data:`LLR_SEGMENT_MARGIN` road widths at both ends."""
+        with a signal-like hit (signal density above the background rate), extended by
+        :data:`LLR_SEGMENT_MARGIN` road widths at both ends."""
         # the seen segment: a muon that starts (or stops) in the detector gives no light before
         # (after) it, where the infinite track expects some
         q, _ = K.road_llr_of(light_res[4], float(brightness), self.rate_bg, light_res[5], LLR_SEGMENT_MARGIN * self.road)

@@ -167,6 +167,10 @@ def test_densest_window_within_one_bin_of_the_exact_one(seed):
     n2, lo2 = K._densest_window(v, width, np.empty(8, dtype=np.int64))
     assert n2 == _densest_exact(v, width)
     assert np.count_nonzero((v >= lo2) & (v <= lo2 + width)) == n2
+    # a value that is not finite: no window (and no write outside the bin buffer)
+    for bad in (np.nan, np.inf):
+        v[7] = bad
+        assert K._densest_window(v, width, cnt) == (0, 0.0)
 
 
 def test_refine_directions_grid():
@@ -253,14 +257,31 @@ def test_road_llr_prefers_the_true_track(det):
     assert true > 50  # ~120 signal hits: far above background
 
 
-def test_candidate_ranking_counts_only_the_seen_segment(det):
+def _segment_llr_gain(fitter, light):
+    """seg − full llr expected from the road data of a _light result (Pandel: one component):
+    the terms of the rows outside the signal-like span ± margin, with the sign flipped, and
+    that span's lower end."""
+    b, ld, z = light[0], light[4], light[5]
+    m = b * ld[:, 0]
+    hit = ld[:, 6] > 0
+    signal_like = hit & (m * ld[:, 8] > fitter.rate_bg)
+    margin = 0.5 * fitter.road
+    z_lo, z_hi = z[signal_like].min(), z[signal_like].max()
+    out = (z < z_lo - margin) | (z > z_hi + margin)
+    term = np.where(hit, np.log1p(m * ld[:, 8] / fitter.rate_bg) - m * (ld[:, 10] - ld[:, 2]), -m * (ld[:, 3] - ld[:, 2]))
+    return -float(term[out].sum()), z_lo, out
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_candidate_ranking_counts_only_the_seen_segment(det, seed):
     """A muon that starts in the middle of the block lights no PMT before its vertex, where the
     infinite track expects light: the ranking llr over the seen segment (TrackFitter._llr_of)
-    drops those dark PMTs (it exceeds the full-road llr by exactly their expected pe) and still
-    prefers the true track over one tilted by 3 degrees. For a through-going muon nothing is
-    dropped but dark no-hit PMTs, so the segment llr is never below the full-road one."""
+    starts at the first signal-like hit (B m f(t) above the background rate; ⁴⁰K hits in the
+    window do not count), which lies near the vertex, drops the PMTs before it (the llr
+    changes by exactly their terms: + their expected pe) and still prefers the true track over
+    one tilted by 3 degrees. For a through-going muon the same identity holds."""
     fitter = TrackFitter(TrackFitConfig(), det, SITE)
-    rng = np.random.default_rng(21)
+    rng = np.random.default_rng(seed)
     u = direction(-0.2, 1.0)
     c = det.center()
     length = 1000.0
@@ -270,26 +291,24 @@ def test_candidate_ranking_counts_only_the_seen_segment(det):
     tab = to_tables([muon_event(det, p, u, t0, rng, energy=1000.0, length=length)])
     _, ev = next(iterate_events(tab["triggered_events"], tab["snapshot_hits"], det, True, "test"))
     light, _ = fitter._light(ev, c, u, 0.0)
-    b = light[0]
-    seg = fitter._llr_of(light, b)
-    full = fitter.llr(ev, c, u, 0.0, b)
-    ld, z = light[4], light[5]
-    hit = ld[:, 6] > 0
-    dark_before = z < z[hit].min() - 0.5 * fitter.road
-    assert dark_before.sum() > 20  # PMTs of the block before the vertex (beyond the margin)
-    expected_dropped = float(np.sum(b * ld[dark_before, 0] * (ld[dark_before, 3] - ld[dark_before, 2])))
-    assert seg - full == pytest.approx(expected_dropped, rel=1e-6, abs=1e-6)
-    assert expected_dropped > 0.01  # a 1 TeV muon is dim (B ≈ 1.3); the PeV ones this is for are not
+    seg = fitter._llr_of(light, light[0])
+    full = fitter.llr(ev, c, u, 0.0, light[0])
+    gain, z_first, out = _segment_llr_gain(fitter, light)
+    assert -0.5 * fitter.road < z_first < 40.0  # emission points from the vertex (z = 0) on
+    assert out.sum() > 20  # PMTs of the block before the vertex (beyond the margin)
+    assert seg - full == pytest.approx(gain, rel=1e-6, abs=1e-6)
+    assert gain > 0.01  # a 1 TeV muon is dim (B ≈ 1.3); the PeV ones this is for are not
     f1, _ = K.orthonormal_pair(u)
     u2 = u + math.radians(3.0) * f1
     u2 /= np.linalg.norm(u2)
     light2, _ = fitter._light(ev, c, u2, 0.0)
     assert seg > fitter._llr_of(light2, light2[0])
-    # through-going: only no-hit PMTs (terms ≤ 0) can be dropped
+    # through-going
     tab = to_tables([muon_event(det, c, u, 0.0, rng, energy=1000.0)])
     _, ev = next(iterate_events(tab["triggered_events"], tab["snapshot_hits"], det, True, "test"))
     light, _ = fitter._light(ev, c, u, 0.0)
-    assert fitter._llr_of(light, light[0]) >= fitter.llr(ev, c, u, 0.0, light[0]) - 1e-9
+    gain, _, _ = _segment_llr_gain(fitter, light)
+    assert fitter._llr_of(light, light[0]) - fitter.llr(ev, c, u, 0.0, light[0]) == pytest.approx(gain, rel=1e-6, abs=1e-6)
 
 
 # ------------------------------------------------------------------------------------------ the stage
