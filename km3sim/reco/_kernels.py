@@ -821,16 +821,6 @@ def _table_t(tab, d, cp, t, d0, dd, c0, dc, t0, dt):
 
 
 @nb.njit(cache=True, inline="always")
-def _npe(npe_d, d, cp, d0, dd, c0, dc, d_floor):
-    """Expected pe of a unit-brightness track at distance d and photon-PMT cosine cp."""
-    i, fi = _cell(d, d0, dd, npe_d.shape[0])
-    q, fc = _cell(cp, c0, dc, npe_d.shape[1])
-    v0 = npe_d[i, q] + fc * (npe_d[i, q + 1] - npe_d[i, q])
-    v1 = npe_d[i + 1, q] + fc * (npe_d[i + 1, q + 1] - npe_d[i + 1, q])
-    return (v0 + fi * (v1 - v0)) / max(d, d_floor)
-
-
-@nb.njit(cache=True, inline="always")
 def _pmt_track_geometry(px, py, pz, ux, uy, uz, xx, xy, xz, ax, ay, az, k, c, sin_c, cos_c):
     """(L, d, t_direct·c, cosine of the direct photon with the PMT axis) of a PMT and a track."""
     vx = xx - px
