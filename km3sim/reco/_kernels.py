@@ -256,8 +256,8 @@ def _solve4(a, b):
 
 
 @nb.njit(cache=True)
-def _linear_track_fit(xp, yp, tau, w, active, k):
-    """Weighted linear fit of (T, x0, y0) for a fixed direction; see :func:`scan_directions`."""
+def _linear_track_fit(xp, yp, tau, active, k):
+    """Linear fit of (T, x0, y0) for a fixed direction on the active hits; see :func:`scan_directions`."""
     k2 = k * k
     # normal equations of the rows (2τ, −2k²x', −2k²y', 1) and right-hand sides τ² − k²(x'² + y'²)
     s00 = s01 = s02 = s03 = s11 = s12 = s13 = s22 = s23 = s33 = 0.0
@@ -269,24 +269,20 @@ def _linear_track_fit(xp, yp, tau, w, active, k):
         r1 = -2.0 * k2 * xp[i]
         r2 = -2.0 * k2 * yp[i]
         rhs = tau[i] * tau[i] - k2 * (xp[i] * xp[i] + yp[i] * yp[i])
-        wi = w[i] * w[i]
-        wr0 = wi * r0
-        wr1 = wi * r1
-        wr2 = wi * r2
-        b0 += wr0 * rhs
-        b1 += wr1 * rhs
-        b2 += wr2 * rhs
-        b3 += wi * rhs
-        s00 += wr0 * r0
-        s01 += wr0 * r1
-        s02 += wr0 * r2
-        s03 += wr0
-        s11 += wr1 * r1
-        s12 += wr1 * r2
-        s13 += wr1
-        s22 += wr2 * r2
-        s23 += wr2
-        s33 += wi
+        b0 += r0 * rhs
+        b1 += r1 * rhs
+        b2 += r2 * rhs
+        b3 += rhs
+        s00 += r0 * r0
+        s01 += r0 * r1
+        s02 += r0 * r2
+        s03 += r0
+        s11 += r1 * r1
+        s12 += r1 * r2
+        s13 += r1
+        s22 += r2 * r2
+        s23 += r2
+        s33 += 1.0
     a = np.empty((4, 4))
     a[0, 0] = s00
     a[0, 1] = a[1, 0] = s01
@@ -492,7 +488,6 @@ def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter, tau_window=0.0
     xp = np.empty(n)
     yp = np.empty(n)
     tau = np.empty(n)
-    w = np.empty(n)
     res = np.empty(n)
     jx = np.empty(n)
     jy = np.empty(n)
@@ -507,7 +502,6 @@ def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter, tau_window=0.0
             yp[i] = pos[i, 0] * e2[0] + pos[i, 1] * e2[1] + pos[i, 2] * e2[2]
             zp = pos[i, 0] * u[0] + pos[i, 1] * u[1] + pos[i, 2] * u[2]
             tau[i] = c * t[i] - zp
-            w[i] = 1.0
             active[i] = True
         if tau_window > 0.0 and n > min_hits:
             best_n, best_lo = _densest_window(tau, tau_window, cnt)
@@ -518,7 +512,7 @@ def scan_directions(pos, t, dirs, k, c, window, min_hits, n_iter, tau_window=0.0
         # algebraic fit for a start, then Gauss-Newton steps of (T, x0, y0) on the time residuals
         # with Cauchy weights whose scale halves from max(window, max|r|/2) to window/2
         # (graduated M-estimation), then the hits within the window are fitted without weights
-        sol, ok = _linear_track_fit(xp, yp, tau, w, active, k)
+        sol, ok = _linear_track_fit(xp, yp, tau, active, k)
         if not ok:
             continue
         T, x0, y0 = sol[0], sol[1], sol[2]
