@@ -114,7 +114,8 @@ STATUS_OK = 0
 STATUS_FAILED = 1
 
 #: Margin of the seen segment of the candidate ranking (:meth:`TrackFitter._llr_of`), in road
-#: widths: PMTs farther before the first / after the last emission point of a hit do not count.
+#: widths: PMTs farther before the first / after the last emission point of a signal-like hit do
+#: not count.
 LLR_SEGMENT_MARGIN = 0.5
 
 #: ⁴⁰K singles rate per PMT assumed by the reconstruction in production [Hz] (PHYSICS.md §12:
